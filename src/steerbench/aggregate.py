@@ -1,0 +1,168 @@
+"""Flatten a log root into one CSV row per (benchmark, subset, multiplier), from log headers only."""
+
+from __future__ import annotations
+
+import re
+import warnings as pywarnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from .run import STEERBENCH_METADATA
+
+KEY_COLUMNS = ["benchmark", "subset", "multiplier", "category", "n_samples"]
+METRIC_COLUMNS = [
+    "refusal_rate", "accuracy", "stderr",
+    "prompt_strict_acc", "prompt_strict_stderr", "prompt_loose_acc", "prompt_loose_stderr",
+    "inst_strict_acc", "inst_strict_stderr", "inst_loose_acc", "inst_loose_stderr",
+    "final_acc", "final_stderr", "mean",
+    "inspect_evals/confidence", "inspect_evals/apologize_rate", "inspect_evals/truthfulness",
+]
+PROVENANCE_COLUMNS = [
+    "status", "completed_samples", "eval_name", "task_version", "model", "log_file",
+    "started_at", "completed_at", "total_tokens",
+]
+_FOLDER = re.compile(r"(?:^|/)([^/]+)/multiplier_([^/]+)/[^/]+$")
+
+
+@dataclass(frozen=True)
+class LogHeader:
+    """What aggregate needs from one log, identified by its steerbench cell."""
+
+    benchmark: str
+    subset: str
+    multiplier: str
+    category: str
+    status: str
+    created: str
+    row: dict[str, Any]
+
+
+@dataclass
+class Aggregate:
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    skipped: list[str] = field(default_factory=list)  # unreadable logs, with reasons
+    missing: list[str] = field(default_factory=list)  # planned cells without a successful log
+    failed: list[str] = field(default_factory=list)  # cells whose latest log is not a success
+
+
+def multiplier_sort_key(label: str) -> float:
+    try:
+        return float(label)
+    except ValueError:
+        return float("inf")
+
+
+def _metrics(log: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if log.results is None:
+        return values
+    for score in log.results.scores:
+        for name, metric in score.metrics.items():
+            column = name if name not in values and (name in METRIC_COLUMNS or len(log.results.scores) == 1) else f"{score.name}/{name}"
+            if column in values:
+                column = f"{score.name}/{name}"
+            values[column] = metric.value
+    return values
+
+
+def header_of(log: Any, location: str) -> LogHeader | None:
+    meta = (log.eval.metadata or {}).get(STEERBENCH_METADATA)
+    if meta:
+        benchmark, subset = meta["benchmark"], meta.get("subset", "")
+        multiplier, category = str(meta["multiplier"]), meta["category"]
+        eval_name = meta.get("eval_name") or log.eval.task
+    else:
+        # a log written by plain `inspect eval` into <category>/multiplier_<v>/
+        found = _FOLDER.search(location.replace("\\", "/"))
+        if not found:
+            return None
+        category, multiplier = found.group(1), found.group(2)
+        benchmark, subset, eval_name = log.eval.task.split("/")[-1], "", log.eval.task
+    results = log.results
+    usage = log.stats.model_usage if log.stats else {}
+    row: dict[str, Any] = {
+        "benchmark": benchmark,
+        "subset": subset,
+        "multiplier": multiplier,
+        "category": category,
+        "n_samples": results.total_samples if results else 0,
+        **_metrics(log),
+        "status": log.status,
+        "completed_samples": results.completed_samples if results else 0,
+        "eval_name": eval_name,
+        "task_version": log.eval.task_version,
+        "model": log.eval.model,
+        "log_file": location,
+        "started_at": log.stats.started_at if log.stats else "",
+        "completed_at": log.stats.completed_at if log.stats else "",
+        "total_tokens": sum(u.total_tokens for u in usage.values()) if usage else 0,
+    }
+    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row)
+
+
+def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
+    from inspect_ai.log import list_eval_logs, read_eval_log
+
+    headers: list[LogHeader] = []
+    skipped: list[str] = []
+    try:
+        infos = list_eval_logs(log_root, recursive=True)
+    except FileNotFoundError:
+        return [], []
+    for info in infos:
+        try:
+            with pywarnings.catch_warnings():
+                pywarnings.simplefilter("ignore")
+                log = read_eval_log(info, header_only=True)
+        except Exception as e:
+            skipped.append(f"{info.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}")
+            continue
+        header = header_of(log, info.name)
+        if header is not None:
+            headers.append(header)
+    return headers, skipped
+
+
+def pick_latest(headers: list[LogHeader]) -> dict[tuple[str, str, float], LogHeader]:
+    """Per cell: the latest successful log, else the latest log of any status."""
+    chosen: dict[tuple[str, str, float], LogHeader] = {}
+    for h in sorted(headers, key=lambda h: h.created):
+        key = (h.benchmark, h.subset, multiplier_sort_key(h.multiplier))
+        current = chosen.get(key)
+        if current is None or h.status == "success" or current.status != "success":
+            chosen[key] = h
+    return chosen
+
+
+def aggregate(log_root: str, planned: list[tuple[str, str, str, str]] | None = None) -> Aggregate:
+    """planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
+    headers, skipped = read_headers(log_root)
+    chosen = pick_latest(headers)
+    rows = [h.row for h in chosen.values()]
+    failed = [
+        f"{h.benchmark}{'[' + h.subset + ']' if h.subset else ''} at multiplier {h.multiplier}: {h.status}"
+        for h in chosen.values()
+        if h.status != "success"
+    ]
+    missing: list[str] = []
+    for benchmark, subset, multiplier, category in planned or []:
+        key = (benchmark, subset, multiplier_sort_key(multiplier))
+        if key not in chosen:
+            missing.append(f"{benchmark}{'[' + subset + ']' if subset else ''} at multiplier {multiplier}: no log")
+            rows.append({"benchmark": benchmark, "subset": subset, "multiplier": multiplier, "category": category,
+                         "n_samples": 0, "status": "missing", "completed_samples": 0})
+    rows.sort(key=lambda r: (r["category"], r["benchmark"], r["subset"], multiplier_sort_key(r["multiplier"])))
+    extra = sorted({c for r in rows for c in r} - set(KEY_COLUMNS) - set(METRIC_COLUMNS) - set(PROVENANCE_COLUMNS))
+    columns = KEY_COLUMNS + METRIC_COLUMNS + extra + PROVENANCE_COLUMNS
+    return Aggregate(rows, columns, skipped, missing, failed)
+
+
+def write_csv(result: Aggregate, output: str) -> None:
+    import pandas as pd
+
+    from .paths import ensure_parent
+
+    ensure_parent(output)
+    frame = pd.DataFrame(result.rows, columns=result.columns)
+    frame.to_csv(output, index=False)

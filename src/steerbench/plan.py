@@ -1,0 +1,188 @@
+"""What to run: expand (multiplier x benchmark x subset) into cells. Pure: no I/O, no network."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import (
+    DEFAULT_MAX_CONNECTIONS,
+    GENERATE_DEFAULTS,
+    Benchmark,
+    ConfigError,
+    Deployment,
+    Multiplier,
+    parse_multiplier,
+)
+from .tasks import TaskSignature, fewshot_default
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    multipliers: tuple[str, ...] = ()  # as given on the command line; empty with all=True
+    all: bool = False
+    benchmarks: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    limit: int | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    generate: dict[str, Any] = field(default_factory=dict)  # per-run overrides of GENERATE_DEFAULTS
+    sandbox: str | None = None  # --sandbox: override for tasks that run code
+    shard: tuple[int, int] | None = None  # (i, n), 1-based
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One eval: one benchmark (subset) against one multiplier's endpoint."""
+
+    benchmark: str
+    subset: str
+    category: str
+    multiplier: Multiplier
+    eval_name: str
+    task_args: dict[str, Any]
+    generate: dict[str, Any]
+    model_roles: dict[str, str]
+    sandbox: str | None  # applied only to tasks that use a sandbox
+    shots: int | None
+
+    @property
+    def folder(self) -> str:
+        """Relative log folder: <category>/multiplier_<label>."""
+        return f"{self.category}/{self.multiplier.folder}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.benchmark}[{self.subset}]" if self.subset else self.benchmark
+
+    @property
+    def key(self) -> str:
+        """Stable identity used for sharding and reporting."""
+        return f"{self.benchmark}|{self.subset}|{self.multiplier.value!r}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: tuple[Cell, ...]
+    deployments: tuple[Deployment, ...]
+    options: RunOptions
+    warnings: tuple[str, ...]
+
+    def by_multiplier(self) -> dict[float, list[Cell]]:
+        groups: dict[float, list[Cell]] = {}
+        for cell in self.cells:
+            groups.setdefault(cell.multiplier.value, []).append(cell)
+        return groups
+
+    def deployment_for(self, multiplier: Multiplier) -> Deployment:
+        return next(d for d in self.deployments if d.multiplier.value == multiplier.value)
+
+
+def _select_deployments(deployments: list[Deployment], options: RunOptions) -> list[Deployment]:
+    if options.all == bool(options.multipliers):
+        raise ConfigError("command line", "give exactly one of --all or --multiplier M", field="--multiplier")
+    if options.all:
+        return list(deployments)
+    chosen: list[Deployment] = []
+    for raw in options.multipliers:
+        wanted = parse_multiplier(raw, "command line", None, "--multiplier")
+        match = [d for d in deployments if d.multiplier.value == wanted.value]
+        if not match:
+            known = ", ".join(d.multiplier.label for d in deployments)
+            raise ConfigError(
+                deployments[0].source if deployments else "deployments",
+                f"no deployment for multiplier {raw} (known: {known})",
+                field="--multiplier",
+            )
+        if match[0] not in chosen:
+            chosen.append(match[0])
+    return chosen
+
+
+def _select_benchmarks(benchmarks: list[Benchmark], options: RunOptions) -> list[Benchmark]:
+    names = {b.name.lower() for b in benchmarks}
+    for wanted in options.benchmarks:
+        if wanted.lower() not in names:
+            raise ConfigError("command line", f"unknown benchmark {wanted!r} (known: {', '.join(b.name for b in benchmarks)})", field="--benchmark")
+    categories = {b.category.lower() for b in benchmarks}
+    for wanted in options.categories:
+        if wanted.lower() not in categories:
+            raise ConfigError("command line", f"unknown category {wanted!r} (known: {', '.join(sorted({b.category for b in benchmarks}))})", field="--category")
+    chosen = benchmarks
+    if options.benchmarks:
+        wanted_names = {w.lower() for w in options.benchmarks}
+        chosen = [b for b in chosen if b.name.lower() in wanted_names]
+    if options.categories:
+        wanted_cats = {w.lower() for w in options.categories}
+        chosen = [b for b in chosen if b.category.lower() in wanted_cats]
+    return chosen
+
+
+def effective_generate(bench: Benchmark, options: RunOptions) -> dict[str, Any]:
+    """Study defaults, then per-run overrides, then the benchmark's own; null removes a setting."""
+    merged: dict[str, Any] = {**GENERATE_DEFAULTS, **options.generate, **bench.generate}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _task_args(bench: Benchmark, subset_args: dict[str, Any], sig: TaskSignature, sandbox: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {**bench.task_args, **subset_args}
+    if bench.shots is not None and sig.fewshot_param:
+        args[sig.fewshot_param] = bench.shots
+    if bench.grader and sig.grader_param:
+        args[sig.grader_param] = None if bench.grader == "self" else bench.grader
+    if sandbox and sig.sandbox_param:
+        args[sig.sandbox_param] = sandbox
+    return args
+
+
+def shard_of(cell: Cell, count: int) -> int:
+    """0-based shard index of a cell: a hash of its identity, so it never depends on order."""
+    digest = hashlib.sha256(cell.key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def build_plan(
+    deployments: list[Deployment],
+    benchmarks: list[Benchmark],
+    signatures: dict[str, TaskSignature],
+    options: RunOptions,
+) -> Plan:
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError("command line", "must be a positive number of samples", field="--limit")
+    if options.max_connections < 1:
+        raise ConfigError("command line", "must be at least 1", field="--max-connections")
+    chosen_deployments = _select_deployments(deployments, options)
+    chosen_benchmarks = _select_benchmarks(benchmarks, options)
+    warnings: list[str] = []
+    cells: list[Cell] = []
+    for bench in chosen_benchmarks:
+        sig = signatures[bench.name]
+        if bench.shots is None and sig.fewshot_param:
+            warnings.append(
+                f"{bench.name}: 'shots' is not set, so {bench.eval_name} runs with its default "
+                f"{sig.fewshot_param}={fewshot_default(sig)}"
+            )
+        sandbox = options.sandbox or bench.sandbox
+        roles = {"grader": bench.grader} if bench.grader and bench.grader != "self" and not sig.grader_param else {}
+        for subset in bench.subsets:
+            for dep in chosen_deployments:
+                cells.append(
+                    Cell(
+                        benchmark=bench.name,
+                        subset=subset.name,
+                        category=bench.category,
+                        multiplier=dep.multiplier,
+                        eval_name=bench.eval_name,
+                        task_args=_task_args(bench, subset.task_args, sig, sandbox),
+                        generate=effective_generate(bench, options),
+                        model_roles=roles,
+                        sandbox=sandbox,
+                        shots=bench.shots,
+                    )
+                )
+    if options.shard is not None:
+        index, count = options.shard
+        if not (1 <= index <= count):
+            raise ConfigError("command line", f"shard {index}/{count} is out of range (use i/n with 1 <= i <= n)", field="--shard")
+        cells = [c for c in cells if shard_of(c, count) == index - 1]
+    return Plan(tuple(cells), tuple(chosen_deployments), options, tuple(warnings))

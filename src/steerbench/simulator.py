@@ -1,0 +1,244 @@
+"""A steered-model simulator: OpenAI-compatible endpoints on 127.0.0.1, one per multiplier.
+
+Each endpoint serves only `GET /v1/models` and `POST /v1/chat/completions` (like the patched
+vLLM servers of a real study), checks its own key, and answers through a `responder`.
+It is used by `steerbench demo`, `steerbench simulate` and the test suite, which also use
+its fault hooks and counters (requests seen, peak in-flight requests).
+
+THIS IS A SIMULATOR: its answers are made up by rules, not by a language model.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# responder(multiplier, messages, request body) -> assistant text
+Responder = Callable[[float, list[dict[str, Any]], dict[str, Any]], str]
+# fault(endpoint, request number) -> None (answer normally) or one of the FAULTS
+Fault = Callable[["SimulatedEndpoint", int], str | None]
+FAULTS = ("500", "503", "drop", "slow", "401")
+
+SIMULATOR_NOTICE = "SIMULATED steered model (steerbench simulator): answers follow a rule, not a real model"
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+@dataclass
+class EndpointStats:
+    requests: int = 0
+    completions: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    prompts: Counter[str] = field(default_factory=Counter)  # last user message -> times answered
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SimulatedEndpoint:
+    def __init__(
+        self,
+        multiplier: float,
+        responder: Responder,
+        key: str | None = None,
+        model: str = "simulated-steered-model",
+        fault: Fault | None = None,
+        latency: float = 0.0,
+        slow_seconds: float = 5.0,
+        keep_bodies: bool = False,
+        port: int = 0,
+    ):
+        self.multiplier = multiplier
+        self.responder = responder
+        self.key = key or "sim-" + secrets.token_hex(12)
+        self.model = model
+        self.fault = fault
+        self.latency = latency
+        self.slow_seconds = slow_seconds
+        self.keep_bodies = keep_bodies
+        self.stats = EndpointStats()
+        self._lock = threading.Lock()
+        self._requested_port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/"
+
+    def start(self) -> "SimulatedEndpoint":
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), handler)
+        self._server.daemon_threads = True
+        self._requested_port = self.port  # a restart comes back on the same port
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def deployment_line(self, with_model: bool = False) -> dict[str, Any]:
+        line: dict[str, Any] = {"multiplier": _label(self.multiplier), "url": self.url, "key": self.key}
+        if with_model:
+            line["model"] = self.model
+        return line
+
+    # -- request handling --------------------------------------------------------
+
+    def _enter(self) -> int:
+        with self._lock:
+            self.stats.requests += 1
+            self.stats.in_flight += 1
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+            return self.stats.requests
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.stats.in_flight -= 1
+
+    def _record(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+        user = [message_text(m) for m in messages if m.get("role") == "user"]
+        with self._lock:
+            self.stats.completions += 1
+            self.stats.prompts[user[-1] if user else ""] += 1
+            if self.keep_bodies:
+                self.stats.bodies.append(body)
+
+
+def _label(value: float) -> str:
+    return repr(float(value))
+
+
+def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorized(self) -> bool:
+            if self.headers.get("Authorization") == f"Bearer {endpoint.key}":
+                return True
+            self._send(401, {"error": {"message": "invalid API key", "type": "invalid_request_error"}})
+            return False
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.rstrip("/") != "/v1/models":
+                self._send(404, {"error": {"message": "not found"}})
+                return
+            if not self._authorized():
+                return
+            self._send(200, {"object": "list", "data": [{"id": endpoint.model, "object": "model", "owned_by": "steerbench-simulator"}]})
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._send(404, {"error": {"message": f"{self.path} is not served here"}})
+                return
+            number = endpoint._enter()
+            try:
+                if not self._authorized():
+                    return
+                fault = endpoint.fault(endpoint, number) if endpoint.fault else None
+                if fault in ("500", "503"):
+                    self._send(int(fault), {"error": {"message": "simulated server error"}})
+                    return
+                if fault == "401":
+                    self._send(401, {"error": {"message": f"bad credentials: Authorization: {self.headers.get('Authorization')}"}})
+                    return
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault == "slow":
+                    time.sleep(endpoint.slow_seconds)
+                body = json.loads(raw or b"{}")
+                if body.get("model") != endpoint.model:
+                    self._send(404, {"error": {"message": f"model {body.get('model')!r} does not exist"}})
+                    return
+                messages = body.get("messages", [])
+                if endpoint.latency:
+                    time.sleep(endpoint.latency)
+                text = endpoint.responder(endpoint.multiplier, messages, body)
+                endpoint._record(body, messages)
+                self._send(200, _completion(endpoint.model, text, messages))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                endpoint._leave()
+
+    return Handler
+
+
+def _completion(model: str, text: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    prompt_tokens = sum(len(message_text(m).split()) for m in messages)
+    completion_tokens = len(text.split())
+    return {
+        "id": "chatcmpl-" + secrets.token_hex(8),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+class SimulatedFleet:
+    """Several endpoints, one per multiplier; a context manager that stops them all."""
+
+    def __init__(self, multipliers: list[float], responder: Responder, **endpoint_args: Any):
+        self.endpoints = [SimulatedEndpoint(m, responder, **endpoint_args) for m in multipliers]
+
+    def __enter__(self) -> "SimulatedFleet":
+        for endpoint in self.endpoints:
+            endpoint.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for endpoint in self.endpoints:
+            endpoint.stop()
+
+    def deployment_lines(self, with_model: bool = False) -> list[dict[str, Any]]:
+        return [e.deployment_line(with_model) for e in self.endpoints]
+
+    def write_deployments(self, path: Any, with_model: bool = False) -> None:
+        with open(path, "w") as f:
+            for line in self.deployment_lines(with_model):
+                f.write(json.dumps(line) + "\n")
+
+    def by_multiplier(self, value: float) -> SimulatedEndpoint:
+        return next(e for e in self.endpoints if e.multiplier == value)

@@ -1,0 +1,66 @@
+"""Shared pieces of the test suite: a responder with known scores, config writers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from steerbench.simulator import message_text
+
+TASKS_FILE = Path(__file__).parent / "tasks" / "toy.py"
+CAPITALS = {"Kenya": "Nairobi", "Peru": "Lima", "Chile": "Santiago", "Egypt": "Cairo"}
+
+
+def right_answers(multiplier: float, questions: int = 4) -> int:
+    """How many of the toy questions the simulated endpoint gets right at this multiplier."""
+    return max(0, questions - round(abs(multiplier) * 2))
+
+
+def expected_accuracy(multiplier: float, questions: int = 4) -> float:
+    return right_answers(multiplier, questions) / questions
+
+
+def toy_responder(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+    """Right on questions 1..right_answers(m), wrong after, for both toy tasks."""
+    text = message_text(messages[-1])
+    number = int(re.search(r"Question (\d+)", text).group(1))
+    arithmetic = re.search(r"what is (\d+) \+ (\d+)", text)
+    if arithmetic:
+        answer = str(int(arithmetic.group(1)) + int(arithmetic.group(2)))
+    else:
+        answer = CAPITALS[re.search(r"capital of (\w+)\?$", text).group(1)]
+    return answer if number <= right_answers(multiplier) else "I don't know"
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def toy_benchmarks(path: Path) -> Path:
+    return write_jsonl(
+        path,
+        [
+            {"name": "Arithmetic", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0},
+            {"name": "Capitals", "eval_name": f"{TASKS_FILE}@capitals", "category": "Knowledge", "shots": 2},
+        ],
+    )
+
+
+def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
+    """Every file under root, with .eval archives (zip) unpacked member by member."""
+    import zipfile
+
+    found = []
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        found.append((path, data))
+        if path.suffix == ".eval":
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    found.append((path / name, archive.read(name)))
+    return found
