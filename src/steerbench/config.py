@@ -46,9 +46,9 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, message: str, line: int | None = None, field: str | None = None):
         self.source, self.line, self.field, self.message = source, line, field, message
-        where = source if line is None else f"{source}:{line}"
+        where = source if line is None else f"{source}, line {line}"
         if field:
-            where += f": field '{field}'"
+            where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
 
 

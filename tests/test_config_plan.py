@@ -1,0 +1,92 @@
+"""Config parsing, task resolution and planning: pure functions, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import write_jsonl
+
+from steerbench.config import ConfigError, load_benchmarks, load_deployments
+from steerbench.plan import RunOptions, build_plan, shard_of
+from steerbench.tasks import resolve_benchmarks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_benchmarks_resolve_to_installed_tasks_that_accept_their_arguments():
+    benchmarks = load_benchmarks(ROOT / "benchmarks.jsonl")
+    assert [b.name for b in benchmarks] == [
+        "MMLU", "IFEval", "ARC_Easy", "ARC_Challenge", "GPQA", "HumanEval", "MBPP", "GSM8K",
+        "CommonSenseQA", "TruthfulQA", "Sycophancy", "XSTest",
+    ]
+    signatures = resolve_benchmarks(benchmarks)
+    deployments = load_deployments(ROOT / "deployments_template.jsonl")
+    plan = build_plan(deployments, benchmarks, signatures, RunOptions(all=True))
+    assert len(plan.cells) == 13 * 7
+    gsm8k = next(c for c in plan.cells if c.benchmark == "GSM8K")
+    assert gsm8k.task_args == {"fewshot": 8}
+    xstest = sorted({c.subset for c in plan.cells if c.benchmark == "XSTest"})
+    assert xstest == ["safe", "unsafe"]
+    grader = next(c for c in plan.cells if c.benchmark == "XSTest")
+    assert grader.task_args["scorer_model"] == "anthropic/claude-3-7-sonnet-20250219"
+    ifeval = next(c for c in plan.cells if c.benchmark == "IFEval")
+    assert "max_tokens" not in ifeval.generate
+    mmlu = next(c for c in plan.cells if c.benchmark == "MMLU")
+    assert mmlu.generate == {"temperature": 0.0, "max_tokens": 1000, "timeout": 100}
+
+
+def test_template_has_the_seven_multipliers():
+    labels = [d.multiplier.label for d in load_deployments(ROOT / "deployments_template.jsonl")]
+    assert labels == ["-1.5", "-1.0", "-0.5", "0.0", "0.5", "1.0", "1.5"]
+
+
+def test_multiplier_labels_are_kept_as_written(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"multiplier": "-1.5", "url": "http://h/v1", "key": "k1"},
+        {"multiplier": 0.0, "url": "http://h/v1", "key": "k2"},
+        {"multiplier": 1, "url": "http://h/v1", "key": "k3"},
+    ])
+    assert [d.multiplier.folder for d in load_deployments(path)] == ["multiplier_-1.5", "multiplier_0.0", "multiplier_1"]
+
+
+@pytest.mark.parametrize("a,b", [("0", "0.0"), ("-0", "0"), ("1.50", "1.5")])
+def test_duplicate_multipliers_written_differently(tmp_path, a, b):
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"multiplier": a, "url": "http://h/v1", "key": "k1"},
+        {"multiplier": b, "url": "http://h/v1", "key": "k2"},
+    ])
+    with pytest.raises(ConfigError, match="line 2, field 'multiplier'"):
+        load_deployments(path)
+
+
+def test_nonzero_shots_on_a_task_without_fewshot_is_an_error(tmp_path):
+    path = write_jsonl(tmp_path / "b.jsonl", [
+        {"name": "ARC", "eval_name": "inspect_evals/arc_easy", "category": "Reasoning", "shots": 5},
+    ])
+    with pytest.raises(ConfigError, match="field 'shots'.*no few-shot parameter"):
+        resolve_benchmarks(load_benchmarks(path))
+
+
+def test_unknown_task_and_unknown_argument(tmp_path):
+    path = write_jsonl(tmp_path / "b.jsonl", [{"name": "X", "eval_name": "inspect_evals/no_such_task", "category": "C"}])
+    with pytest.raises(ConfigError, match="line 1, field 'eval_name'"):
+        resolve_benchmarks(load_benchmarks(path))
+    path = write_jsonl(tmp_path / "b.jsonl", [
+        {"name": "X", "eval_name": "inspect_evals/xstest", "category": "C", "subsets": [{"subsett": "safe"}]},
+    ])
+    with pytest.raises(ConfigError, match="field 'subsets\\[0\\]'.*no argument 'subsett'"):
+        resolve_benchmarks(load_benchmarks(path))
+
+
+def test_shards_cover_every_cell_exactly_once():
+    benchmarks = load_benchmarks(ROOT / "benchmarks.jsonl")
+    deployments = load_deployments(ROOT / "deployments_template.jsonl")
+    signatures = resolve_benchmarks(benchmarks)
+    whole = build_plan(deployments, benchmarks, signatures, RunOptions(all=True))
+    pieces = [build_plan(deployments, benchmarks, signatures, RunOptions(all=True, shard=(i, 3))) for i in (1, 2, 3)]
+    keys = [c.key for p in pieces for c in p.cells]
+    assert sorted(keys) == sorted(c.key for c in whole.cells)
+    assert len(set(keys)) == len(keys)
+    assert all(p.cells for p in pieces)
+    assert shard_of(whole.cells[0], 3) == shard_of(whole.cells[0], 3)
