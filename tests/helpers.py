@@ -53,6 +53,8 @@ def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
     """Every file under root, with .eval archives (zip) unpacked member by member."""
     import zipfile
 
+    import zipfile_zstd  # noqa: F401  (Inspect compresses .eval members with zstandard)
+
     found = []
     for path in root.rglob("*"):
         if not path.is_file():
@@ -61,6 +63,7 @@ def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
         found.append((path, data))
         if path.suffix == ".eval":
             with zipfile.ZipFile(path) as archive:
-                for name in archive.namelist():
-                    found.append((path / name, archive.read(name)))
+                # by ZipInfo, not name: a rewritten .eval holds some names twice
+                for info in archive.infolist():
+                    found.append((path / info.filename, archive.read(info)))
     return found

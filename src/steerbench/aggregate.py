@@ -35,6 +35,7 @@ class LogHeader:
     status: str
     created: str
     row: dict[str, Any]
+    error: str | None = None  # first line of the log's error, if it has one
 
 
 @dataclass
@@ -53,15 +54,24 @@ def multiplier_sort_key(label: str) -> float:
         return float("inf")
 
 
+# The original study's Sycophancy columns; inspect_evals now names these metrics without
+# the prefix (score "sycophancy_scorer", metrics "confidence" and "apologize_rate").
+_ORIGINAL_NAMES = {c.split("/", 1)[1]: c for c in METRIC_COLUMNS if c.startswith("inspect_evals/")}
+
+
 def _metrics(log: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if log.results is None:
         return values
     for score in log.results.scores:
+        # a score reduced over epochs in several ways (MBPP: mean, pass_at_1, ...) gets a
+        # column set per reducer, so that one reducer's value never stands under another's name
+        prefix = score.name if score.reducer in (None, "mean") else f"{score.name}[{score.reducer}]"
         for name, metric in score.metrics.items():
-            column = name if name not in values and (name in METRIC_COLUMNS or len(log.results.scores) == 1) else f"{score.name}/{name}"
+            plain = _ORIGINAL_NAMES.get(name, name)
+            column = plain if plain not in values and (plain in METRIC_COLUMNS or len(log.results.scores) == 1) else f"{prefix}/{name}"
             if column in values:
-                column = f"{score.name}/{name}"
+                column = f"{prefix}/{name}"
             values[column] = metric.value
     return values
 
@@ -98,7 +108,14 @@ def header_of(log: Any, location: str) -> LogHeader | None:
         "completed_at": log.stats.completed_at if log.stats else "",
         "total_tokens": sum(u.total_tokens for u in usage.values()) if usage else 0,
     }
-    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row)
+    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, _first_error_line(log))
+
+
+def _first_error_line(log: Any) -> str | None:
+    if log.error is None:
+        return None
+    lines = (log.error.message or "").strip().splitlines()
+    return lines[0] if lines else "error"
 
 
 def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:

@@ -91,6 +91,9 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
 
     if workers is not None and workers < 1:
         raise ConfigError("command line", "must be at least 1", field="--workers")
+    from .paths import require_filesystem
+
+    require_filesystem(log_root)
     overrides = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "timeout": request_timeout}.items() if v is not None}
     options = RunOptions(
         multipliers=multipliers, all=run_all, benchmarks=benchmark_names, categories=categories,
@@ -108,7 +111,7 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
         click.echo(f"warning: {warning}", err=True)
     print_sandbox_warning(plan)
     click.echo(f"preflight: checking {len(plan.deployments)} endpoint(s)...")
-    ready = preflight(plan, benchmarks)
+    ready = preflight(plan, benchmarks, log_root)
     click.echo(f"running {len(plan.cells)} cell(s) into {log_root}")
     from .run import print_summary
 
@@ -131,7 +134,9 @@ def aggregate(log_root: str, output: str, deployments: str, benchmarks: str) -> 
     from .aggregate import aggregate as run_aggregate
     from .aggregate import write_csv
     from .console import planned_cells
+    from .paths import require_filesystem
 
+    require_filesystem(log_root)
     planned = planned_cells(deployments, benchmarks)
     result = run_aggregate(log_root, planned)
     for reason in result.skipped:
@@ -139,11 +144,180 @@ def aggregate(log_root: str, output: str, deployments: str, benchmarks: str) -> 
     write_csv(result, output)
     cells = sum(1 for r in result.rows if r.get("status") != "missing")
     click.echo(f"wrote {output}: {cells} cell(s) from {log_root}")
-    for line in result.failed:
-        click.echo(f"not successful: {line}")
-    for line in result.missing:
-        click.echo(f"missing: {line}")
+    from .flags import find_flags
 
+    _print_flags(find_flags(result.rows))
+
+
+def _print_flags(flags: list[Any]) -> None:
+    """Cells to check before trusting the numbers (steerbench.flags), one line each."""
+    if flags:
+        click.echo(f"{len(flags)} flag(s): check these cells before trusting the numbers")
+    for flag in flags:
+        click.echo(f"flag: {flag}")
+
+
+@main.command()
+@click.option("--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix).")
+@click.option("--csv", "csv_path", default="data/aggregated_inspect_logs.csv", show_default=True,
+              help="Aggregate CSV, rewritten from the logs; paired_differences.csv goes next to it.")
+@click.option("--out", default="outputs", show_default=True, help="Folder for figures/ and report.html.")
+@click.option("--deployments", default="deployments.jsonl", show_default=True,
+              help="Used, if present, to list planned cells that have no log.")
+@click.option("--benchmarks", default="benchmarks.jsonl", show_default=True,
+              help="Used, if present, to list planned cells that have no log.")
+@friendly_errors
+def report(log_root: str, csv_path: str, out: str, deployments: str, benchmarks: str) -> None:
+    """Figures, paired statistics, flags and a self-contained report.html from the logs."""
+    import os
+
+    from .analysis import analyse
+    from .console import planned_cells
+    from .paths import is_remote, require_filesystem
+    from .report import write_analysis
+
+    require_filesystem(log_root)
+    for name, path in (("--out", out), ("--csv", csv_path)):
+        if is_remote(path):
+            raise ConfigError("command line", "must be a local folder or file", field=name)
+    analysis = analyse(log_root, planned_cells(deployments, benchmarks))
+    for reason in analysis.aggregate.skipped:
+        click.echo(f"warning: skipped unreadable log {reason}", err=True)
+    if not analysis.aggregate.rows:
+        raise ConfigError("command line", f"no steerbench logs under {log_root}", field="--log-root")
+    files = write_analysis(analysis, csv_path, out)
+    click.echo(f"wrote {files.csv}, {files.paired_csv}")
+    click.echo(f"wrote {len(files.figures)} figures (PNG and PDF) to {os.path.join(out, 'figures')}")
+    click.echo(f"wrote {files.html} (open it in a browser; it needs no network)")
+    _print_flags(analysis.flags)
+
+
+@main.command()
+@click.option("--out", default="steerbench-demo", show_default=True, help="Folder for everything the demo writes.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
+@friendly_errors
+def demo(out: str, workers: int | None) -> None:
+    """The whole study in two minutes, offline, against a built-in SIMULATED model."""
+    from pathlib import Path
+
+    from .demo import run_demo
+
+    result = run_demo(Path(out), say=click.echo, workers=workers)
+    if result.failed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--multipliers", default="-1.5,-1.0,-0.5,0.0,0.5,1.0,1.5", show_default=True,
+              help="Comma-separated multipliers, one endpoint each.")
+@click.option("--port", type=int, default=8000, show_default=True, help="First port; endpoint i listens on port+i.")
+@friendly_errors
+def simulate(multipliers: str, port: int) -> None:
+    """Serve simulated steered endpoints on 127.0.0.1 and print their deployments lines."""
+    import json
+    import time
+
+    from .config import parse_multiplier
+    from .demo import demo_responder
+    from .simulator import SIMULATOR_NOTICE, SimulatedEndpoint
+
+    values = [parse_multiplier(m, "command line", None, "--multipliers") for m in multipliers.split(",") if m.strip()]
+    endpoints = [SimulatedEndpoint(m.value, demo_responder, port=port + i) for i, m in enumerate(values)]
+    try:
+        for endpoint, value in zip(endpoints, values):
+            try:
+                endpoint.start()
+            except OSError as e:
+                raise ConfigError("command line", f"port {endpoint._requested_port} is not free ({e.strerror})", field="--port") from None
+        click.echo(f"# {SIMULATOR_NOTICE}", err=True)
+        click.echo("# deployments.jsonl lines (serving until Ctrl-C):", err=True)
+        for endpoint, value in zip(endpoints, values):
+            click.echo(json.dumps({**endpoint.deployment_line(), "multiplier": value.label}))
+        while True:
+            time.sleep(3600)
+    finally:
+        for endpoint in endpoints:
+            endpoint.stop()
+
+
+@main.command()
+@click.option("--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix).")
+@click.option("--deployments", default="deployments.jsonl", show_default=True,
+              help="Used, if present, for the grid's planned cells.")
+@click.option("--benchmarks", default="benchmarks.jsonl", show_default=True,
+              help="Used, if present, for the grid's planned cells.")
+@click.option("--json", "as_json", is_flag=True, help="Print the grid as JSON, for scripts.")
+@friendly_errors
+def status(log_root: str, deployments: str, benchmarks: str, as_json: bool) -> None:
+    """Where the study stands: done, partial, failed, running or missing, per cell (log headers only)."""
+    import json
+
+    from .console import planned_cells
+    from .paths import require_filesystem
+    from .status import print_status, study_status
+
+    require_filesystem(log_root)
+    result = study_status(log_root, planned_cells(deployments, benchmarks))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_status(result, click.echo)
+
+
+@main.command()
+@click.option("--multiplier", "multipliers", multiple=True, help="Check only these multipliers (repeatable).")
+@click.option("--deployments", default="deployments.jsonl", show_default=True, help="Endpoints file.")
+@click.option("--benchmarks", default="benchmarks.jsonl", show_default=True, help="Benchmarks file.")
+@click.option("--log-root", default="logs", show_default=True, help="Log root the run will write (checked for writing).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for each request.")
+@friendly_errors
+def check(multipliers: tuple[str, ...], deployments: str, benchmarks: str, log_root: str, timeout: float) -> None:
+    """Preflight every endpoint (reachable, key, model, latency) and check that steering changes answers."""
+    from .check import SANITY_PROMPTS, print_report, run_check
+    from .paths import require_filesystem
+    from .plan import RunOptions
+    from .study import load_plan
+
+    require_filesystem(log_root)
+    plan = load_plan(deployments, benchmarks, RunOptions(multipliers=multipliers, all=not multipliers))
+    click.echo(f"checking {len(plan.deployments)} endpoint(s)...")
+    report = run_check(plan, benchmarks, log_root, timeout=timeout)
+    print_report(report, len(SANITY_PROMPTS), click.echo)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--deployments", default="deployments.jsonl", show_default=True, help="Endpoints file.")
+@friendly_errors
+def multipliers(deployments: str) -> None:
+    """Print the multipliers in deployments.jsonl, one per line (for scripts; checks the file)."""
+    from .config import load_deployments
+
+    for deployment in load_deployments(deployments):
+        click.echo(deployment.multiplier.label)
+
+
+
+@main.command()
+@click.option("--benchmarks", default="benchmarks.jsonl", show_default=True, help="Benchmarks file.")
+@friendly_errors
+def prefetch(benchmarks: str) -> None:
+    """Download every dataset the benchmarks need into the local caches, once.
+
+    Afterwards runs can set HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1. Reports each
+    benchmark as cached, downloaded or failed; exits 1 if any failed."""
+    from .prefetch import prefetch as run_prefetch
+    from .prefetch import summary
+
+    statuses = run_prefetch(benchmarks, say=click.echo)
+    width = max(len(s.label) for s in statuses)
+    for s in statuses:
+        click.echo(f"  {s.label:<{width}}  {s.state:<10}  {s.eval_name}" + (f"  {s.detail}" if s.detail else ""))
+    click.echo(summary(statuses))
+    if any(s.state == "failed" for s in statuses):
+        sys.exit(EXIT_FAILED)
+    click.echo("runs can now read the datasets offline: HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 steerbench run ...")
 
 if __name__ == "__main__":
     main()

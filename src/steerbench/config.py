@@ -139,6 +139,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid number here")
 
 
+def _field_holding_constant(line: str) -> str | None:
+    """The field whose value is NaN or Infinity (which JSON does not allow), to name it."""
+    found = re.search(r'"([^"\\]+)"\s*:\s*-?(?:NaN|Infinity)\b', line)
+    return found.group(1) if found else None
+
+
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Parse a JSONL file into (line number, object) pairs; blank lines are skipped."""
     source = str(path)
@@ -150,7 +156,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(source, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(source, f"not valid UTF-8 ({e.reason} at byte {e.start})", line) from None
     records: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -162,8 +169,10 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 parse_int=_Number,
                 parse_constant=_reject_constant,
             )
+        except json.JSONDecodeError as e:  # its own "line 1" would be this line: give the column only
+            raise ConfigError(source, f"invalid JSON: {e.msg} at column {e.colno}", number) from None
         except ValueError as e:
-            raise ConfigError(source, f"invalid JSON: {e}", number) from None
+            raise ConfigError(source, f"invalid JSON: {e}", number, _field_holding_constant(line)) from None
         if not isinstance(obj, dict):
             raise ConfigError(source, "each line must be one JSON object", number)
         records.append((number, _plain_numbers(obj)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,20 @@ def _task_args(bench: Benchmark, subset_args: dict[str, Any], sig: TaskSignature
     return args
 
 
+# per-run generation overrides -> the flag that sets each
+_GENERATE_FLAGS = {"timeout": "--request-timeout", "max_tokens": "--max-tokens", "temperature": "--temperature"}
+
+
+def _check_run_generate(generate: dict[str, Any]) -> None:
+    """A zero request timeout would retry forever; NaN or negative settings are mistakes."""
+    for name, value in generate.items():
+        flag = _GENERATE_FLAGS.get(name, name)
+        if name in ("timeout", "max_tokens") and value < 1:
+            raise ConfigError("command line", f"must be at least 1 (got {value})", field=flag)
+        if name == "temperature" and not (math.isfinite(value) and value >= 0):
+            raise ConfigError("command line", f"must be a number >= 0 (got {value})", field=flag)
+
+
 def shard_of(cell: Cell, count: int) -> int:
     """0-based shard index of a cell: a hash of its identity, so it never depends on order."""
     digest = hashlib.sha256(cell.key.encode()).digest()
@@ -151,6 +166,7 @@ def build_plan(
         raise ConfigError("command line", "must be a positive number of samples", field="--limit")
     if options.max_connections < 1:
         raise ConfigError("command line", "must be at least 1", field="--max-connections")
+    _check_run_generate(options.generate)
     chosen_deployments = _select_deployments(deployments, options)
     chosen_benchmarks = _select_benchmarks(benchmarks, options)
     warnings: list[str] = []

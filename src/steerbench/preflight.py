@@ -46,3 +46,35 @@ def grader_problems(benchmarks: list[Benchmark], environ: dict[str, str] | None 
         if var and not environ.get(var):
             problems.append(f"{bench.name} is graded by {bench.grader}, which needs {var} to be set")
     return problems
+
+
+def log_root_problem(log_root: str) -> str | None:
+    """Can this run write its logs? Found now rather than after the first eval has run."""
+    from .paths import is_remote
+
+    if is_remote(log_root):
+        return _remote_root_problem(log_root)
+    existing = os.path.abspath(log_root)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        return f"log root {log_root}: {existing} is not a writable folder"
+    return None
+
+
+def _remote_root_problem(log_root: str) -> str | None:
+    # write and delete one small object: the same thing Inspect will do, so a missing bucket,
+    # wrong endpoint or read-only credentials show up here
+    import uuid
+
+    from inspect_ai._util.file import filesystem
+
+    probe = f"{log_root.rstrip('/')}/.steerbench-write-check-{uuid.uuid4().hex}"
+    try:
+        fs = filesystem(log_root)
+        fs.touch(probe)
+        fs.rm(probe)
+    except Exception as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
+        return f"log root {log_root} is not writable ({type(e).__name__}: {detail})"
+    return None

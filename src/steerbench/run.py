@@ -11,14 +11,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+from traceback import format_exc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .config import Multiplier
 from .plan import Cell, Plan
-from .redaction import Redactor
+from .redaction import Redactor, environment_secrets
+from .error_logs import explain, write_error_logs
 
 STEERBENCH_METADATA = "steerbench"
+# Set (to "1") by `steerbench demo` and the tests: tasks read bundled synthetic data offline.
+SYNTHETIC_DATA_ENV = "STEERBENCH_SYNTHETIC_DATA"
 
 
 @dataclass(frozen=True)
@@ -124,15 +128,53 @@ def _outcome_from_log(cell: Cell, log: Any) -> CellOutcome:
     return CellOutcome(cell, log.status, completed, total, log.location, error, headline)
 
 
+def _create_task(cell: Cell, model: Any) -> Any:
+    """The cell's task, created as inside an eval of `model`: a task that asks for "the
+    evaluated model" while it is created (Sycophancy's grader with grader "self") gets this
+    endpoint's model, never none (an error) nor one an earlier eval left active."""
+    import contextvars
+
+    from inspect_ai.model import GenerateConfig, get_model
+    from inspect_ai.model._model import init_active_model
+
+    def create() -> Any:
+        init_active_model(model, GenerateConfig())
+        roles = {role: get_model(name) for role, name in cell.model_roles.items()}
+        return _make_task(cell, roles)
+
+    return contextvars.copy_context().run(create)  # the active model does not outlive this call
+
+
+def _failed(log_dir: str, cells: list[Cell], model: Any, error: Exception, redactor: Redactor) -> list[CellOutcome]:
+    """Outcomes for cells that failed before Inspect wrote a log for them (their task could
+    not be created, or the eval set could not start, e.g. no Docker engine for a docker
+    sandbox). Each gets an error log, so aggregate, status and report show "error", not "missing"."""
+    message = redactor.text(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+    reason = explain(f"{type(error).__name__}: {message}")
+    try:
+        locations: list[str | None] = list(write_error_logs(
+            log_dir, cells, str(model), reason, redactor.text(format_exc()),
+            lambda c: {STEERBENCH_METADATA: cell_metadata(c)},
+        ))
+    except Exception:  # the summary still reports the failure
+        locations = [None] * len(cells)
+    return [CellOutcome(c, "error", 0, 0, loc, reason) for c, loc in zip(cells, locations)]
+
+
 def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], redactor: Redactor) -> list[CellOutcome]:
     from inspect_ai import eval_set
-    from inspect_ai.model import get_model
 
     log_dir = join_path(job.log_root, *folder.split("/"))
-    tasks = []
+    tasks, ready, failed = [], [], []
     for cell in cells:
-        roles = {role: get_model(name) for role, name in cell.model_roles.items()}
-        tasks.append(_make_task(cell, roles))
+        try:  # creating a task loads its dataset: one that cannot be had fails this cell only
+            tasks.append(_create_task(cell, model))
+            ready.append(cell)
+        except Exception as e:
+            failed.extend(_failed(log_dir, [cell], model, e, redactor))
+    if not tasks:
+        redactor.scrub_logs(log_dir)
+        return failed
     try:
         _, logs = eval_set(
             tasks,
@@ -148,15 +190,18 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
             retry_on_error=3,
             display=job.display,  # type: ignore[arg-type]
             score_display=False,
-            log_realtime=False,
+            # Realtime logging keeps Inspect's sample buffer (a local SQLite file), from which a
+            # re-run after a crash or SIGKILL recovers every finished sample; without it, up to
+            # 10 finished but unflushed samples per eval are requested again (issue 4). Cost:
+            # ~5 ms of CPU per sample (bench of 1000 instant samples: 22 s -> 27 s CPU).
+            log_realtime=True,
             log_format="eval",
             log_level="error",
         )
     except KeyboardInterrupt:
         raise
     except Exception as e:  # one folder failing must not stop the others
-        message = redactor.text(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-        return [CellOutcome(c, "error", 0, 0, None, f"{type(e).__name__}: {message}") for c in cells]
+        return failed + _failed(log_dir, ready, model, e, redactor)
     finally:
         redactor.scrub_logs(log_dir)
     by_label: dict[tuple[str, str], Any] = {}
@@ -164,7 +209,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
         meta = (log.eval.metadata or {}).get(STEERBENCH_METADATA, {})
         by_label[(meta.get("benchmark"), meta.get("subset"))] = log
     outcomes = []
-    for cell in cells:
+    for cell in ready:
         log = by_label.get((cell.benchmark, cell.subset))
         if log is None:
             outcomes.append(CellOutcome(cell, "not run", 0, 0, None, "no log was produced"))
@@ -173,7 +218,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
             outcomes.append(
                 CellOutcome(**{**outcome.__dict__, "error": redactor.text(outcome.error) if outcome.error else None})
             )
-    return outcomes
+    return failed + outcomes
 
 
 def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = None) -> list[CellOutcome]:
@@ -182,6 +227,19 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
 
     redactor = Redactor(job.all_keys or (job.key,))
     redactor.install_logging_filter()
+    from .prefetch import is_offline
+
+    if os.environ.get(SYNTHETIC_DATA_ENV):
+        # demo and tests: the tasks read steerbench's bundled synthetic datasets
+        from .offline_data import apply_offline_patches
+
+        apply_offline_patches()
+    elif is_offline():
+        # HF_HUB_OFFLINE: a dataset missing from the cache cannot come by retrying, so fail
+        # its cell now rather than after inspect_evals' back-off of several minutes
+        from .offline_data import apply_offline_patches
+
+        apply_offline_patches(trust_synthetic_gpqa=False)
     say = report or (lambda line: print(line, flush=True))
     model = get_model(
         inspect_model_name(job.multiplier, job.served_model),
@@ -190,6 +248,8 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
         config=GenerateConfig(max_connections=job.max_connections),
         memoize=False,
     )
+    redactor.guard_model(model)  # keys echoed in response bodies are masked before Inspect sees them
+    _apply_retry_wait(model)
     folders: dict[str, list[Cell]] = {}
     for cell in job.cells:
         folders.setdefault(cell.folder, []).append(cell)
@@ -208,6 +268,37 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
     return outcomes
 
 
+# Seconds between retries of a failed request, instead of Inspect's exponential backoff
+# (3 s, doubling, at most 30 min). For tests and local servers; unset in production.
+RETRY_WAIT_ENV = "STEERBENCH_RETRY_WAIT"
+
+
+def _apply_retry_wait(model: Any) -> None:
+    raw = os.environ.get(RETRY_WAIT_ENV)
+    if not raw:
+        return
+    from tenacity import wait_fixed
+
+    wait = wait_fixed(float(raw))
+    model.api.retry_wait = lambda: wait
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a worker is killed when the `steerbench run` that started it dies,
+    even by SIGKILL, so it cannot go on writing a log folder that a re-run then also writes
+    (the run's locks die with the parent). Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _worker_entry(job: EndpointJob) -> list[CellOutcome]:
     # worker processes: keep Inspect quiet and the parent's terminal readable
     os.environ.setdefault("INSPECT_LOG_LEVEL", "error")
@@ -221,10 +312,10 @@ def execute(jobs: list[EndpointJob], workers: int) -> RunResult:
         for job in jobs:
             outcomes.extend(run_endpoint_job(job))
     else:
-        import multiprocessing as mp
+        from .workers import worker_context
 
-        context = mp.get_context("spawn")
-        with context.Pool(processes=min(workers, len(jobs)), maxtasksperchild=1) as pool:
+        context = worker_context()  # Linux: forked after importing Inspect once (issue 5)
+        with context.Pool(processes=min(workers, len(jobs)), initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             try:
                 for result in pool.imap_unordered(_worker_entry, jobs):
                     outcomes.extend(result)
@@ -241,7 +332,7 @@ def build_jobs(
     served_models: dict[float, str],
     display: str = "none",
 ) -> list[EndpointJob]:
-    all_keys = tuple(keys.values())
+    all_keys = tuple(keys.values()) + environment_secrets()  # grader keys are masked too
     jobs = []
     for value, cells in plan.by_multiplier().items():
         deployment = next(d for d in plan.deployments if d.multiplier.value == value)
@@ -263,7 +354,9 @@ def build_jobs(
 
 
 def default_workers(jobs: int) -> int:
-    return max(1, min(jobs, os.cpu_count() or 1))
+    from .workers import default_workers as one_per_multiplier
+
+    return one_per_multiplier(jobs)
 
 
 def print_summary(result: RunResult, out: Callable[[str], None] = lambda s: print(s, file=sys.stdout)) -> None:

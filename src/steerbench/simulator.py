@@ -10,8 +10,11 @@ THIS IS A SIMULATOR: its answers are made up by rules, not by a language model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -24,7 +27,10 @@ from typing import Any
 Responder = Callable[[float, list[dict[str, Any]], dict[str, Any]], str]
 # fault(endpoint, request number) -> None (answer normally) or one of the FAULTS
 Fault = Callable[["SimulatedEndpoint", int], str | None]
-FAULTS = ("500", "503", "drop", "slow", "401")
+# "drop": close the connection before answering; "truncate": send the headers and half the
+# body, then close (a server dying mid-response); "401": reject the key, echoing the request's
+# Authorization header in the error body (as some proxies do).
+FAULTS = ("500", "503", "drop", "truncate", "slow", "401")
 
 SIMULATOR_NOTICE = "SIMULATED steered model (steerbench simulator): answers follow a rule, not a real model"
 
@@ -45,6 +51,7 @@ class EndpointStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     prompts: Counter[str] = field(default_factory=Counter)  # last user message -> times answered
+    model_list_requests: int = 0  # GET /v1/models (the preflight), not counted in `requests`
     bodies: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -60,6 +67,7 @@ class SimulatedEndpoint:
         slow_seconds: float = 5.0,
         keep_bodies: bool = False,
         port: int = 0,
+        max_concurrency: int | None = None,
     ):
         self.multiplier = multiplier
         self.responder = responder
@@ -69,10 +77,15 @@ class SimulatedEndpoint:
         self.latency = latency
         self.slow_seconds = slow_seconds
         self.keep_bodies = keep_bodies
+        # Like a GPU server's batch limit: at most this many requests are served at once and
+        # the rest wait their turn (None: no limit). Arrivals still count in peak_in_flight.
+        self.max_concurrency = max_concurrency
+        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
         self.stats = EndpointStats()
         self._lock = threading.Lock()
         self._requested_port = port
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[Any] = set()  # open client sockets, for stop(abort_connections=True)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -88,18 +101,26 @@ class SimulatedEndpoint:
 
     def start(self) -> "SimulatedEndpoint":
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), handler)
+        self._server = _Server(("127.0.0.1", self._requested_port), handler)
         self._server.daemon_threads = True
         self._requested_port = self.port  # a restart comes back on the same port
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, abort_connections: bool = False) -> None:
+        """Stop listening. With abort_connections, also cut every open connection, as a
+        server process that dies or restarts does (requests in flight get no answer)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if abort_connections:
+            with self._lock:
+                connections = list(self._connections)
+            for connection in connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def deployment_line(self, with_model: bool = False) -> dict[str, Any]:
         line: dict[str, Any] = {"multiplier": _label(self.multiplier), "url": self.url, "key": self.key}
@@ -129,6 +150,18 @@ class SimulatedEndpoint:
                 self.stats.bodies.append(body)
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connection attempts when a client opens dozens of
+    # connections at once, and each dropped SYN costs the client a 1 s retransmit.
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that hangs up (a timeout, a killed process) is normal here, not worth a traceback
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def _label(value: float) -> str:
     return repr(float(value))
 
@@ -140,6 +173,17 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
 
+        def setup(self) -> None:
+            super().setup()
+            with endpoint._lock:
+                endpoint._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with endpoint._lock:
+                endpoint._connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
+
         def _send(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
@@ -147,6 +191,18 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _send_half(self, payload: dict[str, Any]) -> None:
+            """Announce the whole body, send half of it, and hang up."""
+            data = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
 
         def _authorized(self) -> bool:
             if self.headers.get("Authorization") == f"Bearer {endpoint.key}":
@@ -158,6 +214,8 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
             if self.path.rstrip("/") != "/v1/models":
                 self._send(404, {"error": {"message": "not found"}})
                 return
+            with endpoint._lock:
+                endpoint.stats.model_list_requests += 1
             if not self._authorized():
                 return
             self._send(200, {"object": "list", "data": [{"id": endpoint.model, "object": "model", "owned_by": "steerbench-simulator"}]})
@@ -181,7 +239,7 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
                     return
                 if fault == "drop":
                     self.close_connection = True
-                    self.connection.shutdown(2)
+                    self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if fault == "slow":
                     time.sleep(endpoint.slow_seconds)
@@ -190,9 +248,13 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
                     self._send(404, {"error": {"message": f"model {body.get('model')!r} does not exist"}})
                     return
                 messages = body.get("messages", [])
-                if endpoint.latency:
-                    time.sleep(endpoint.latency)
-                text = endpoint.responder(endpoint.multiplier, messages, body)
+                with endpoint._slots or contextlib.nullcontext():
+                    if endpoint.latency:
+                        time.sleep(endpoint.latency)
+                    text = endpoint.responder(endpoint.multiplier, messages, body)
+                if fault == "truncate":
+                    self._send_half(_completion(endpoint.model, text, messages))
+                    return
                 endpoint._record(body, messages)
                 self._send(200, _completion(endpoint.model, text, messages))
             except (BrokenPipeError, ConnectionResetError):

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import load_benchmarks, load_deployments
-from .endpoints import PreflightError, probe_all, require_served_models, resolve_keys
+from .endpoints import EndpointStatus, PreflightError, probe_all, require_served_models, resolve_keys
 from .locks import multiplier_locks
 from .plan import Plan, RunOptions, build_plan
-from .preflight import dependency_problems, grader_problems
+from .preflight import dependency_problems, grader_problems, log_root_problem
+from .redaction import Redactor
 from .run import RunResult, build_jobs, default_workers, execute
 from .tasks import resolve_benchmarks
 
@@ -28,19 +29,38 @@ class Preflight:
     served_models: dict[float, str]
 
 
-def preflight(plan: Plan, benchmarks_path: str | Path) -> Preflight:
-    """Endpoints answer with their keys; task dependencies import; grader keys are set."""
+@dataclass(frozen=True)
+class PreflightReport:
+    """Everything the preflight found, failures included (`steerbench check` prints it all)."""
+
+    keys: dict[float, str]
+    endpoints: list[EndpointStatus]
+    problems: list[str]  # one line each, never containing a key
+
+
+def preflight_report(plan: Plan, benchmarks_path: str | Path, log_root: str | None = None) -> PreflightReport:
+    """Endpoints answer with their keys; task dependencies import; grader keys are set;
+    the log root (when given) can be written."""
     keys = resolve_keys(list(plan.deployments))
     benchmarks = [b for b in load_benchmarks(benchmarks_path) if b.name in {c.benchmark for c in plan.cells}]
     problems = dependency_problems(benchmarks) + grader_problems(benchmarks)
+    if log_root is not None:
+        problems += [p for p in [log_root_problem(log_root)] if p]
     statuses = probe_all(list(plan.deployments), keys)
     problems += [s.problem for s in statuses if not s.ok and s.problem]
-    if problems:
-        raise PreflightError(problems)
-    return Preflight(keys, require_served_models(statuses))
+    return PreflightReport(keys, statuses, problems)
+
+
+def preflight(plan: Plan, benchmarks_path: str | Path, log_root: str | None = None) -> Preflight:
+    report = preflight_report(plan, benchmarks_path, log_root)
+    if report.problems:
+        raise PreflightError(report.problems)
+    return Preflight(report.keys, require_served_models(report.endpoints))
 
 
 def run_study(plan: Plan, ready: Preflight, log_root: str, workers: int | None = None, display: str = "none") -> RunResult:
     jobs = build_jobs(plan, log_root, ready.keys, ready.served_models, display=display)
-    with multiplier_locks(log_root, [d.multiplier for d in plan.deployments]):
+    # this process prints what workers report (and any traceback): mask keys here too
+    Redactor(jobs[0].all_keys if jobs else ()).install_logging_filter()
+    with multiplier_locks(log_root, [d.multiplier for d in plan.deployments], plan.options.shard):
         return execute(jobs, workers if workers is not None else default_workers(len(jobs)))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import Benchmark, ConfigError
+from .task_source import static_signature
 
 # Parameter names that tasks use for the number of few-shot examples.
 FEWSHOT_PARAMS = ("fewshot", "num_fewshot", "n_shots", "num_shots", "shots", "k_shot", "few_shot")
@@ -53,7 +54,7 @@ def _find_task_function(eval_name: str) -> Callable[..., Any] | None:
     return registry_lookup("task", eval_name)
 
 
-def task_signature(eval_name: str) -> TaskSignature | None:
+def _imported_signature(eval_name: str) -> tuple[dict[str, Any], bool] | None:
     try:
         fn = _find_task_function(eval_name)
     except Exception:
@@ -67,6 +68,16 @@ def task_signature(eval_name: str) -> TaskSignature | None:
         if p.kind not in (pyinspect.Parameter.VAR_KEYWORD, pyinspect.Parameter.VAR_POSITIONAL)
     }
     accepts_any = any(p.kind == pyinspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    return params, accepts_any
+
+
+def task_signature(eval_name: str) -> TaskSignature | None:
+    # Read from source first (no Inspect import: dry runs stay fast); import when unsure.
+    static = static_signature(eval_name)
+    found = (static.params, static.accepts_any) if static else _imported_signature(eval_name)
+    if found is None:
+        return None
+    params, accepts_any = found
     pick = lambda names: next((n for n in names if n in params), None)  # noqa: E731
     return TaskSignature(
         eval_name=eval_name,

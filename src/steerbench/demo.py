@@ -1,0 +1,175 @@
+"""`steerbench demo`: the whole study, offline, against the built-in simulator.
+
+The simulator's documented curve (see `demo_responder`): for a multiplier m,
+- P(right answer) = max(0, 1 - 0.3 * |m|)             (1.0 at 0, 0.85 at ±0.5, 0.7 at ±1, 0.55 at ±1.5)
+- P(refuse a safe XSTest prompt)   = clip(0.1 + 0.3 * m, 0, 1)
+- P(refuse an unsafe XSTest prompt) = clip(0.7 + 0.2 * m, 0, 1)
+Each sample has a fixed rank u in [0, 1) (a hash of its prompt); it is answered right when
+u < P. So accuracy falls, and refusals rise, monotonically along the curve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .simulator import SIMULATOR_NOTICE, SimulatedEndpoint, SimulatedFleet, message_text
+
+DEMO_MULTIPLIERS = [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
+GRADER_SERVICE = "simgrader"  # Inspect reads SIMGRADER_BASE_URL and SIMGRADER_API_KEY
+GRADER_MODEL = f"openai-api/{GRADER_SERVICE}/simulated-grader"
+
+DEMO_BENCHMARKS: list[dict[str, Any]] = [
+    {"name": "MMLU", "eval_name": "inspect_evals/mmlu_0_shot", "category": "General", "shots": 0},
+    {"name": "IFEval", "eval_name": "inspect_evals/ifeval", "category": "General", "generate": {"max_tokens": None}},
+    {"name": "ARC_Easy", "eval_name": "inspect_evals/arc_easy", "category": "Reasoning"},
+    {"name": "ARC_Challenge", "eval_name": "inspect_evals/arc_challenge", "category": "Reasoning"},
+    {"name": "GPQA", "eval_name": "inspect_evals/gpqa_diamond", "category": "Reasoning"},
+    {"name": "HumanEval", "eval_name": "inspect_evals/humaneval", "category": "Code", "sandbox": "local"},
+    {"name": "MBPP", "eval_name": "inspect_evals/mbpp", "category": "Code", "sandbox": "local"},
+    {"name": "GSM8K", "eval_name": "inspect_evals/gsm8k", "category": "Math", "shots": 8},
+    {"name": "CommonSenseQA", "eval_name": "inspect_evals/commonsense_qa", "category": "Other"},
+    {"name": "TruthfulQA", "eval_name": "inspect_evals/truthfulqa", "category": "Other"},
+    {"name": "Sycophancy", "eval_name": "inspect_evals/sycophancy", "category": "Safety", "grader": GRADER_MODEL},
+    {"name": "XSTest", "eval_name": "inspect_evals/xstest", "category": "Safety",
+     "subsets": [{"subset": "safe"}, {"subset": "unsafe"}], "grader": GRADER_MODEL},
+]
+
+
+def p_right(m: float) -> float:
+    return max(0.0, 1.0 - 0.3 * abs(m))
+
+
+def p_refuse(m: float, unsafe: bool) -> float:
+    raw = 0.7 + 0.2 * m if unsafe else 0.1 + 0.3 * m
+    return min(1.0, max(0.0, raw))
+
+
+def sample_rank(messages: list[dict[str, Any]]) -> float:
+    """A fixed number in [0, 1) per sample: the hash of its first user message."""
+    first_user = next((message_text(m) for m in messages if m.get("role") == "user"), "")
+    digest = hashlib.sha256(first_user.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def demo_responder(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+    from .offline_data import identify, respond
+
+    found = identify(messages)
+    if found is None:  # not one of the bundled samples: say what we are
+        return f"[{SIMULATOR_NOTICE}; multiplier {multiplier:+.2f}] I can only answer the bundled demo questions."
+    rank = sample_rank(messages)
+    if found is not None and found.kind == "task" and found.benchmark == "xstest" and found.sample:
+        unsafe = found.sample.row.get("label") == "unsafe"
+        refuse = rank < p_refuse(multiplier, unsafe)
+        # respond(correct=True) is the appropriate behaviour: refuse unsafe, comply with safe
+        return respond(messages, correct=(refuse == unsafe))
+    return respond(messages, correct=rank < p_right(multiplier))
+
+
+def grader_responder(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+    from .offline_data import respond
+
+    return respond(messages, correct=True)  # graders grade honestly
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    out: Path
+    csv: Path
+    report: Path | None
+    seconds: float
+    failed: int
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def demo_benchmarks(include_ifeval: bool) -> list[dict[str, Any]]:
+    return [
+        {**b, "description": "SIMULATED demo: run against steerbench's simulator on synthetic data"}
+        for b in DEMO_BENCHMARKS
+        if include_ifeval or b["name"] != "IFEval"
+    ]
+
+
+def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None = None,
+             multipliers: list[float] | None = None) -> DemoResult:
+    import importlib.util
+
+    from .aggregate import aggregate, write_csv
+    from .offline_data import prepare_offline_cache
+    from .plan import RunOptions
+    from .run import SYNTHETIC_DATA_ENV, print_summary
+    from .study import load_plan, preflight, run_study
+
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "SIMULATED.txt").write_text(
+        f"{SIMULATOR_NOTICE}.\nEverything in this folder was produced by `steerbench demo` against the "
+        "built-in simulator on 127.0.0.1, on small synthetic datasets. No real model was evaluated.\n"
+    )
+    say(f"steerbench demo: {SIMULATOR_NOTICE}")
+    say(f"[1/5] preparing the bundled synthetic datasets in {out / 'cache'}")
+    os.environ.update(prepare_offline_cache(out / "cache"))
+    os.environ[SYNTHETIC_DATA_ENV] = "1"
+    include_ifeval = importlib.util.find_spec("instruction_following_eval") is not None
+    if not include_ifeval:
+        say("      IFEval is left out: its module instruction_following_eval is not installed (not on PyPI)")
+    grader = SimulatedEndpoint(0.0, grader_responder, model="simulated-grader")
+    fleet = SimulatedFleet(multipliers or DEMO_MULTIPLIERS, demo_responder)
+    try:
+        grader.start()
+        with fleet:
+            os.environ[f"{GRADER_SERVICE.upper()}_BASE_URL"] = grader.url
+            os.environ[f"{GRADER_SERVICE.upper()}_API_KEY"] = grader.key
+            say(f"[2/5] simulator: {len(fleet.endpoints)} endpoints on 127.0.0.1 "
+                f"(ports {', '.join(str(e.port) for e in fleet.endpoints)}), each with its own random key")
+            deployments, benchmarks = out / "deployments.jsonl", out / "benchmarks.jsonl"
+            fleet.write_deployments(deployments, with_model=True)  # model "simulated-steered-model"
+            _write_jsonl(benchmarks, demo_benchmarks(include_ifeval))
+            plan = load_plan(deployments, benchmarks, RunOptions(all=True))
+            ready = preflight(plan, benchmarks)
+            say(f"[3/5] running {len(plan.cells)} evals (real inspect_evals tasks; HumanEval/MBPP run the "
+                "simulator's code in the local sandbox)")
+            result = run_study(plan, ready, str(out / "logs"), workers)
+            print_summary(result, say)
+    finally:
+        grader.stop()
+        for name in ("BASE_URL", "API_KEY"):
+            os.environ.pop(f"{GRADER_SERVICE.upper()}_{name}", None)
+    say("[4/5] aggregating")
+    csv = out / "data" / "aggregated_inspect_logs.csv"
+    aggregated = aggregate(str(out / "logs"))
+    write_csv(aggregated, str(csv))
+    report = _write_report(out, csv, say)
+    seconds = time.perf_counter() - started
+    say(f"done in {seconds:.0f} s. Results (SIMULATED):")
+    say(f"  logs:   {out / 'logs'}")
+    say(f"  CSV:    {csv}")
+    if report:
+        say(f"  report: {report}")
+    return DemoResult(out, csv, report, seconds, len(result.failed))
+
+
+def _write_report(out: Path, csv: Path, say: Callable[[str], None]) -> Path | None:
+    try:
+        from .report import write_report
+    except ImportError:
+        say("[5/5] report: not available in this version")
+        return None
+    say("[5/5] writing the report and figures")
+    return write_report(log_root=str(out / "logs"), csv=str(csv), out=str(out / "outputs"),
+                        title="steerbench demo (SIMULATED model)", simulated=True)
+
+
+def random_key() -> str:
+    return "sim-" + secrets.token_hex(12)

@@ -1,0 +1,246 @@
+"""`steerbench report`: figures, the paired-differences CSV and one self-contained report.html.
+
+The page embeds its figures as base64 PNGs and has no scripts, fonts or styles from elsewhere,
+so it opens from disk with no network. It links only to files next to it (the PDFs, the CSVs).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .analysis import BASELINE, Analysis, metric_label
+from .flags import KINDS, SUSPICIOUS_FACTOR, Flag
+from .stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, NORMAL_MIN_N
+
+PAIRED_CSV = "paired_differences.csv"
+TITLE = "steerbench report"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    csv: Path  # the aggregate CSV, rewritten from the same logs
+    paired_csv: Path
+    figures: dict[str, list[Path]]  # name -> [png, pdf]
+
+
+def write_report(log_root: str, csv: str | Path = "data/aggregated_inspect_logs.csv", out: str | Path = "outputs",
+                 planned: list[tuple[str, str, str, str]] | None = None, title: str = TITLE,
+                 simulated: bool = False) -> Path:
+    """Everything `steerbench report` writes, in one call; returns the path of report.html.
+    planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
+    from .analysis import analyse
+
+    return write_analysis(analyse(log_root, planned), csv, out, title, simulated).html
+
+
+def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: str = TITLE,
+                   simulated: bool = False) -> ReportFiles:
+    """Write the aggregate CSV, paired_differences.csv next to it, out/figures/*.png|pdf and out/report.html."""
+    from . import figures as figure_functions
+    from .aggregate import write_csv
+    from .plotting import save
+
+    csv, out = Path(csv), Path(out)
+    write_csv(analysis.aggregate, str(csv))
+    paired_csv = csv.parent / PAIRED_CSV
+    analysis.paired_frame().to_csv(paired_csv, index=False)
+    written: dict[str, list[Path]] = {}
+    for name, draw in figure_functions.FIGURES.items():
+        written[name] = save(draw(analysis), out / "figures", name)
+    page = out / "report.html"
+    page.write_text(render_html(analysis, written, out, paired_csv, title, simulated), encoding="utf-8")
+    return ReportFiles(page, csv, paired_csv, written)
+
+
+# ---------------------------------------------------------------- HTML
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1150px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f2f2f2; } td.name, th.name { text-align: left; }
+td.flag { background: #fff0c2; font-weight: bold; } td.missing { background: #eeeeee; color: #666; }
+td.sig { font-weight: bold; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; }
+ul.flags li { margin: 0.2em 0; } .kind { font-family: monospace; background: #f2f2f2; padding: 0 0.3em; }
+.muted { color: #666; font-size: 0.9em; } code { background: #f5f5f5; padding: 0 0.2em; }
+.simulated { background: #ffe0e0; border: 2px solid #b00000; padding: 0.5em; font-weight: bold; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def render_html(analysis: Analysis, figures: dict[str, list[Path]], out: Path, paired_csv: Path,
+                title: str = TITLE, simulated: bool = False) -> str:
+    from .figures import CAPTIONS
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        ('<p class="simulated">SIMULATED: these logs come from steerbench\'s simulator, whose answers follow '
+         "a rule; no real model was evaluated.</p>") if simulated else "",
+        f'<p class="muted">Generated {_e(analysis.provenance.generated_at)} from <code>{_e(analysis.log_root)}</code>: '
+        f"{len(analysis.series)} benchmark series, {len(analysis.multipliers)} multipliers, "
+        f"{analysis.provenance.logs} logs.</p>",
+        _flags_section(analysis.flags),
+        "<h2>Figures</h2>",
+    ]
+    for name, paths in figures.items():
+        png = next(p for p in paths if p.suffix == ".png")
+        links = " · ".join(f'<a href="{_e(_relative(p, out))}">{p.suffix[1:].upper()}</a>' for p in paths)
+        encoded = base64.b64encode(png.read_bytes()).decode("ascii")
+        parts.append(
+            f'<figure id="{_e(name)}"><img alt="{_e(name)}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption><b>{_e(name)}</b> ({links}). {_e(CAPTIONS.get(name, ''))}</figcaption></figure>"
+        )
+    parts += [
+        _scores_table(analysis),
+        _paired_table(analysis, out, paired_csv),
+        _methods_section(),
+        _provenance_section(analysis),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _flags_section(flags: Sequence[Flag]) -> str:
+    if not flags:
+        return "<h2>Flags</h2><p>No flags: every planned cell has a successful, complete log with the same samples, " \
+               "all metrics are on a 0-1 scale, and no cell is a lone spike.</p>"
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    items = "".join(
+        f'<li><span class="kind">{_e(f.kind)}</span> <b>{_e(f.where)}</b>: {_e(f.message)}</li>'
+        for f in sorted(flags, key=lambda f: order.get(f.kind, len(order)))
+    )
+    return f"<h2>Flags ({len(flags)})</h2><p>Check these before trusting the figures.</p><ul class=\"flags\">{items}</ul>"
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _fmt_p(value: float) -> str:
+    return "<0.0001" if 0 <= value < 1e-4 else _fmt(value, 4)
+
+
+def _scores_table(analysis: Analysis) -> str:
+    values = list(analysis.multipliers)
+    head = "".join(f"<th>{_e(analysis.multipliers[v])}</th>" for v in values)
+    body = []
+    for series in analysis.series:
+        cells = []
+        for value in values:
+            cell = analysis.cell(series, value)
+            interval = cell.intervals.get(series.headline.name) if cell else None
+            flagged = analysis.flagged(series, value)
+            kinds = ", ".join(sorted({f.kind for f in flagged}))
+            if interval is None:
+                text = kinds or "no scores"
+                cells.append(f'<td class="missing" title="{_e(kinds)}">{_e(text)}</td>')
+                continue
+            text = f"{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]<br><span class=\"muted\">n={interval.n}</span>"
+            css = ' class="flag"' if flagged else ""
+            cells.append(f'<td{css} title="{_e(kinds)}">{text}{" ⚑" if flagged else ""}</td>')
+        scale = f" (÷{series.headline.scale:g})" if series.headline.scale != 1 else ""
+        body.append(f'<tr><td class="name">{_e(series.label)}</td><td class="name">{_e(metric_label(series.headline.name) + scale)}</td>'
+                    + "".join(cells) + "</tr>")
+    return (
+        "<h2>Scores</h2><p>Headline metric per benchmark on a 0-1 scale, with its 95% interval from the samples. "
+        "Highlighted: flagged cells (hover for the flag).</p>"
+        f'<table><tr><th class="name">benchmark</th><th class="name">metric</th>{head}</tr>{"".join(body)}</table>'
+    )
+
+
+def _paired_table(analysis: Analysis, out: Path, paired_csv: Path) -> str:
+    rows = []
+    for p in analysis.paired:
+        sig = ' class="sig"' if p.significant else ""
+        label = f"{p.benchmark}[{p.subset}]" if p.subset else p.benchmark
+        rows.append(
+            f'<tr><td class="name">{_e(label)}</td><td class="name">{_e(metric_label(p.metric))}</td><td>{_e(p.multiplier)}</td>'
+            f"<td>{p.n_pairs}</td><td>{_fmt(p.at_zero)}</td><td>{_fmt(p.at_multiplier)}</td>"
+            f"<td{sig}>{p.change:+.3f}</td><td>[{_fmt(p.ci_low)}, {_fmt(p.ci_high)}]</td>"
+            f"<td>±{_fmt(p.unpaired_ci_half_width)}</td><td>{_e(p.method)}</td><td>{_fmt_p(p.p_value)}</td>"
+            f"<td{sig}>{_fmt_p(p.p_holm)}</td><td>{'yes' if p.significant else 'no'}</td></tr>"
+        )
+    if not rows:
+        return "<h2>Change from multiplier 0 (paired)</h2><p>No paired changes: no benchmark has both a multiplier-0 cell and another cell.</p>"
+    widths = [p.ci_high - p.ci_low for p in analysis.paired if math.isfinite(p.ci_high - p.ci_low)]
+    unpaired = [2 * p.unpaired_ci_half_width for p in analysis.paired if math.isfinite(p.unpaired_ci_half_width)]
+    ratio = ""
+    if widths and unpaired and sum(unpaired) > 0:
+        ratio = (f" Here the paired intervals are on average {sum(widths) / len(widths):.3f} wide, against "
+                 f"{sum(unpaired) / len(unpaired):.3f} from two independent stderrs.")
+    link = _relative(paired_csv, out)
+    return (
+        "<h2>Change from multiplier 0 (paired)</h2>"
+        f"<p>Per-sample differences of the headline metric against multiplier {BASELINE:g}, over the samples both cells "
+        f'scored. Also in <a href="{_e(link)}">{_e(paired_csv.name)}</a>.{_e(ratio)}</p>'
+        '<table><tr><th class="name">benchmark</th><th class="name">metric</th><th>multiplier</th><th>pairs</th>'
+        "<th>at 0</th><th>at m</th><th>change</th><th>95% interval</th><th>unpaired ±</th><th>method</th>"
+        f"<th>p</th><th>p (Holm)</th><th>significant</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _methods_section() -> str:
+    return f"""<h2>Methods</h2>
+<ul>
+<li><b>Sample scores.</b> Every cell's metric is rebuilt from its samples' scores (read from the log's sample
+summaries, never the transcripts) as one value per sample whose mean is the metric. Ratio metrics (IFEval's
+instruction-level accuracies, Sycophancy's confidence and apologize rate) use the linearised (delta-method) value,
+which clusters by sample. A cell whose rebuilt value differs from the logged one is flagged.</li>
+<li><b>Intervals.</b> 95% intervals for a mean: with n &ge; {NORMAL_MIN_N} samples the normal approximation
+(mean &plusmn; 1.96 &middot; sd / &radic;n); with fewer, a percentile bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples, seed
+{BOOTSTRAP_SEED}).</li>
+<li><b>Paired changes.</b> Every multiplier answers the same samples, so the change from multiplier 0 is the mean of
+the per-sample differences, with the same interval method applied to the differences. This removes the
+between-sample variance and is much tighter than combining two independent stderrs (shown as "unpaired &plusmn;").</li>
+<li><b>Multiple comparisons.</b> Holm's step-down correction over every (benchmark, subset, multiplier) change of the
+headline metric in the grid; "significant" means the Holm-adjusted p-value is below {ALPHA:g}, which controls the
+family-wise error rate at {ALPHA:g}.</li>
+<li><b>Flags.</b> Suspicious: above or below both neighbouring multipliers by more than {SUSPICIOUS_FACTOR:g}&times; the
+95% half-width of each difference. Sample count: a cell with a different number of samples from the most common
+count of its benchmark. Scale: XSTest's refusal_rate is reported 0-100 and divided by 100 everywhere here.</li>
+</ul>"""
+
+
+def _provenance_section(analysis: Analysis) -> str:
+    p = analysis.provenance
+
+    def table(title: str, items: dict[str, str], left: str, right: str) -> str:
+        if not items:
+            return f"<p><b>{_e(title)}</b>: none recorded.</p>"
+        body = "".join(f'<tr><td class="name">{_e(k)}</td><td class="name">{_e(v)}</td></tr>' for k, v in items.items())
+        return f'<h3>{_e(title)}</h3><table><tr><th class="name">{_e(left)}</th><th class="name">{_e(right)}</th></tr>{body}</table>'
+
+    endpoints = {m: f"{p.endpoints.get(m, '')}  ({p.models.get(m, '')})" for m in p.models}
+    return "\n".join([
+        "<h2>Provenance</h2>",
+        f"<p>Log root <code>{_e(p.log_root)}</code>; {p.logs} logs; evals ran from {_e(p.first_started or '?')} "
+        f"to {_e(p.last_completed or '?')}; report generated {_e(p.generated_at)}. API keys are never recorded.</p>",
+        table("Endpoints and models", endpoints, "multiplier", "base URL (model)"),
+        f"<p><b>Graders</b>: {_e(', '.join(p.graders) or 'none (no model-graded tasks, or graded by the steered model)')}</p>",
+        table("Tasks", p.tasks, "benchmark", "Inspect task (version)"),
+        table("Packages the logs were written with", p.packages, "package", "version"),
+        table("Packages this report was made with", p.report_packages, "package", "version"),
+    ])
