@@ -62,6 +62,8 @@ def _with_cell(data: bytes, cell: dict[str, object]) -> bytes:
 
 def make_study(template: Path, count: int, root: Path) -> list[Path]:
     """`count` copies of the template laid out as a study: 7 multipliers x count/7 benchmarks."""
+    import zipfile_zstd  # noqa: F401  (Inspect's dependency: zipfile learns zstandard, as in Inspect)
+
     with zipfile.ZipFile(template) as archive:
         members = [(info, archive.read(info)) for info in archive.infolist()]
     multipliers = ["-1.5", "-1.0", "-0.5", "0.0", "0.5", "1.0", "1.5"]
@@ -121,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         template = make_template(args.samples, work / f"template_{args.samples}")
         root = work / "logs"
-        shutil.rmtree(root, ignore_errors=True)
-        paths = make_study(template, args.logs, root)
+        paths = sorted(root.rglob("*.eval"))
+        if len(paths) != args.logs:  # copies from an earlier run with --work are reused
+            shutil.rmtree(root, ignore_errors=True)
+            paths = make_study(template, args.logs, root)
         size = sum(p.stat().st_size for p in paths) / 2**20
         print(f"{len(paths)} logs x {args.samples} samples ({size:.0f} MB) under {root}")
         time_headers(root)  # warm imports, so both reads below start alike

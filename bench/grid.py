@@ -135,9 +135,10 @@ class Fleet:
 
 
 class PeakMemory:
-    """Samples the resident memory of a process tree (sum over its processes) until stopped."""
+    """Samples the memory of a process tree until stopped: the sum of its processes'
+    proportional set sizes (PSS), so pages that forked workers share count once."""
 
-    def __init__(self, pid: int, every: float = 0.2):
+    def __init__(self, pid: int, every: float = 0.5):
         self.pid, self.every, self.peak = pid, every, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -155,7 +156,7 @@ class PeakMemory:
             try:
                 for process in [root, *root.children(recursive=True)]:
                     try:
-                        total += process.memory_info().rss
+                        total += process.memory_full_info().pss
                     except psutil.Error:
                         pass
             except psutil.Error:
@@ -253,7 +254,8 @@ def way_b_command(grid: Grid, fleet: Fleet, logs: Path, work: Path) -> tuple[lis
     return [sys.executable, str(Path(__file__).resolve()), "--way-b-child", str(spec)], base_env()
 
 
-def way_c_command(grid: Grid, fleet: Fleet, logs: Path, work: Path, workers: int | None) -> tuple[list[str], dict[str, str]]:
+def way_c_command(grid: Grid, fleet: Fleet, logs: Path, work: Path, workers: int | None,
+                  steerbench: list[str]) -> tuple[list[str], dict[str, str]]:
     deployments = work / "deployments.jsonl"
     deployments.write_text("".join(json.dumps(d) + "\n" for d in fleet.deployments))
     benchmarks = work / "benchmarks.jsonl"
@@ -262,7 +264,7 @@ def way_c_command(grid: Grid, fleet: Fleet, logs: Path, work: Path, workers: int
                     "task_args": {"samples": grid.samples, "name": name}}) + "\n"
         for i, name in enumerate(grid.task_names)
     ))
-    command = [str(VENV_BIN / "steerbench"), "run", "--all", "--deployments", str(deployments),
+    command = [*steerbench, "run", "--all", "--deployments", str(deployments),
                "--benchmarks", str(benchmarks), "--log-root", str(logs), "--max-connections", str(grid.concurrency)]
     if workers:
         command += ["--workers", str(workers)]
@@ -344,11 +346,10 @@ def report(grid: Grid, results: dict[str, Measurement], command: str) -> str:
             f"| {m.simulator_cpu:.1f} | {m.others_cpu:.1f} | {endpoint:.1f} | {cpu_bound:.1f} | {m.wall / max(endpoint, cpu_bound):.2f} "
             f"| {'ok' if not m.problems else f'{len(m.problems)} FAILED'} |"
         )
-    if "c" in results:
-        lines.append("")
-        for other in ("a", "b"):
-            if other in results:
-                lines.append(f"(c)/({other}) wall: {results['c'].wall / results[other].wall:.2f}")
+    ratios = [f"(c)/({other}) wall: {results['c'].wall / results[other].wall:.2f}"
+              for other in ("a", "b") if "c" in results and other in results]
+    if ratios:
+        lines += ["", *ratios]
     return "\n".join(lines)
 
 
@@ -362,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--categories", type=int, default=1, help="log folders per multiplier (tasks spread over them)")
     parser.add_argument("--ways", default="abc", help="which ways to run, e.g. 'ac'")
     parser.add_argument("--workers", type=int, default=None, help="--workers for (c) (default: steerbench's)")
+    parser.add_argument("--steerbench", default=None, help="command that runs steerbench in (c), for experiments")
     parser.add_argument("--work", default=None, help="folder for logs (default: a temporary folder, removed)")
     parser.add_argument("--way-b-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -382,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             elif way == "b":
                 command, env = way_b_command(grid, fleet, logs, work)
             else:
-                command, env = way_c_command(grid, fleet, logs, work, args.workers)
+                command, env = way_c_command(grid, fleet, logs, work, args.workers,
+                                             args.steerbench.split() if args.steerbench else [str(VENV_BIN / "steerbench")])
             fleet.stats()  # reset counters
             simulator_before, machine_before = fleet.cpu_seconds(), machine_cpu_seconds()
             print(f"running {WAYS[way]} ...", flush=True)

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -495,8 +496,6 @@ def test_prefetch_downloads_what_is_missing_once(tmp_path: Path, monkeypatch: py
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    import threading
-
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):

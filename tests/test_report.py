@@ -9,7 +9,6 @@ everything wrong, like a broken endpoint) and one is missing (ToyIFEval at -0.5,
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import sys
@@ -369,23 +368,16 @@ def test_report_on_a_log_root_without_logs_is_a_user_error(tmp_path: Path) -> No
 # ---------------------------------------------------------------- notebook
 
 
-def test_notebook_runs_headless_on_the_fixture_logs(grid, tmp_path: Path) -> None:
+def test_notebook_runs_headless_on_the_fixture_logs(grid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    env = {"STEERBENCH_LOG_ROOT": str(grid["logs"]), "STEERBENCH_DEPLOYMENTS": str(grid["root"] / "deployments.jsonl"),
-           "STEERBENCH_BENCHMARKS": str(grid["root"] / "benchmarks.jsonl")}
-    previous = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # the kernel inherits this process's environment
+    monkeypatch.setenv("STEERBENCH_LOG_ROOT", str(grid["logs"]))
+    monkeypatch.setenv("STEERBENCH_DEPLOYMENTS", str(grid["root"] / "deployments.jsonl"))
+    monkeypatch.setenv("STEERBENCH_BENCHMARKS", str(grid["root"] / "benchmarks.jsonl"))
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

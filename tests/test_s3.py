@@ -260,7 +260,7 @@ def test_shards_of_one_multiplier_may_share_a_local_root_but_not_a_shard(tmp_pat
     root, one = str(tmp_path / "logs"), [Multiplier(1.0, "1.0")]
     with multiplier_locks(root, one, (1, 2)):
         with multiplier_locks(root, one, (2, 2)):
-            assert running_multipliers(root) == {"1.0": os.getpid()}
+            assert running_multipliers(root) == {"1.0": f"pid {os.getpid()}"}
         for refused in ((1, 2), None):  # the same shard again; everything at once
             with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
                 with multiplier_locks(root, one, refused):

@@ -37,6 +37,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           timeout=180, env=env)
 
 
+def in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """A command run with CliRunner, shaped like a finished subprocess."""
+    result = CliRunner().invoke(main, list(args))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 def leaks(data: bytes, keys: list[str]) -> list[str]:
     return [key for key in keys if key.encode() in data]
 
@@ -61,22 +67,23 @@ def test_planted_keys_appear_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
         files = ["--deployments", str(deployments), "--benchmarks", str(benchmarks)]
         logs = str(tmp_path / "logs")
 
+        # the run in its own process (workers print to the real stdout/stderr); the rest in this one
         outputs = [
             cli("run", "--all", *files, "--log-root", logs, "--workers", "2"),
-            cli("run", "--all", *files, "--log-root", logs, "--dry-run"),
-            cli("aggregate", *files, "--log-root", logs, "--output", str(tmp_path / "data" / "out.csv")),
+            in_process("run", "--all", *files, "--log-root", logs, "--dry-run"),
+            in_process("aggregate", *files, "--log-root", logs, "--output", str(tmp_path / "data" / "out.csv")),
         ]
         if "status" in main.commands:
-            outputs.append(cli("status", *files, "--log-root", logs))
-            outputs.append(cli("status", *files, "--log-root", logs, "--json"))
+            outputs.append(in_process("status", *files, "--log-root", logs))
+            outputs.append(in_process("status", *files, "--log-root", logs, "--json"))
         # the echo happened: both servers rejected requests and quoted the header
         assert literal.stats.requests > literal.stats.completions > 0
         assert from_env.stats.requests > from_env.stats.completions > 0
 
         # a run in which every request is rejected (and echoed): errors, not leaks
         from_env.fault = lambda endpoint, number: "401"
-        outputs.append(cli("run", "--multiplier", "1.0", *files, "--log-root", str(tmp_path / "logs-failing"),
-                           "--workers", "1", "--limit", "2"))
+        outputs.append(in_process("run", "--multiplier", "1.0", *files, "--log-root", str(tmp_path / "logs-failing"),
+                                  "--workers", "1", "--limit", "1", "--benchmark", "Arithmetic"))
     finally:
         literal.stop()
         from_env.stop()
@@ -134,7 +141,7 @@ def test_redactor_masks_log_records_streams_and_tracebacks() -> None:
     logger = logging.getLogger("steerbench.test_secrets")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    stderr, sys.stderr = sys.stderr, stderr_text
+    stdout, stderr, sys.stderr = sys.stdout, sys.stderr, stderr_text
     try:
         Redactor([key]).install_logging_filter()
         logger.warning("retrying after: %s", f"Authorization: Bearer {key}")
@@ -147,11 +154,48 @@ def test_redactor_masks_log_records_streams_and_tracebacks() -> None:
         sys.stderr.write(f"plain write {key}\n")
     finally:
         logger.removeHandler(handler)
-        sys.stderr = stderr
+        sys.stdout, sys.stderr = stdout, stderr  # the guard wrapped both
     logged, printed = captured.getvalue(), stderr_text.getvalue()
     assert "Bearer ***" in logged and "server said: Bearer ***" in logged and "401 - Bearer ***" in logged
     assert "RuntimeError: server said: Bearer ***" in printed and "plain write ***" in printed
     assert key not in logged + printed
+
+
+def test_guarded_model_never_receives_an_echoed_key() -> None:
+    """The masking transport alone: the OpenAI SDK's exception for a 401 that quotes the
+    Authorization header holds no key, also after Inspect rebuilds the client (which it does
+    after an authentication failure)."""
+    import asyncio
+
+    import openai
+    from inspect_ai.model import get_model
+
+    key = "sk-PLANTED-transport-2Wd9Kq4Lx"
+    endpoint = SimulatedEndpoint(0.0, toy_responder, key=key, fault=lambda e, n: "401").start()
+    try:
+        model = get_model("openai-api/steer_guard/simulated-steered-model", base_url=endpoint.url, api_key=key,
+                          memoize=False)
+        assert Redactor([key]).guard_model(model)
+
+        async def rejected_text() -> str:
+            try:
+                await model.api.client.with_options(max_retries=0).chat.completions.create(
+                    model="simulated-steered-model", messages=[{"role": "user", "content": "Question 1: hi"}])
+            except openai.AuthenticationError as e:
+                return f"{e} {e.body} {e.response.text} {dict(e.response.headers)}"
+            raise AssertionError("the server was meant to reject the request")
+
+        async def both() -> tuple[str, str]:
+            first = await rejected_text()
+            await model.api.refresh_credentials()  # closes the client; Inspect builds a new one
+            return first, await rejected_text()
+
+        for text in asyncio.run(both()):
+            assert "Authorization: Bearer ***" in text
+            assert key not in text
+        assert endpoint.stats.requests == 2
+    finally:
+        endpoint.stop()
 
 
 def test_redactor_masks_keys_inside_eval_archives(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -113,7 +114,7 @@ def test_every_state_with_its_detail(study: Path) -> None:
 
     with multiplier_locks(str(study / "logs"), [Multiplier(0.5, "0.5")]):
         report = status_json(study)
-    assert report["running_detection"] == "locks"
+    assert report["running_detection"] == "locks" and report["lock_holders"] == {"0.5": f"pid {os.getpid()}"}
     assert report["counts"] == {"done": 1, "partial": 2, "failed": 1, "running": 2, "missing": 0}
     assert state_of(report, "Arithmetic", 0.0)["state"] == "done"
     assert {k: state_of(report, "Capitals", 0.0)[k] for k in ("state", "completed_samples", "total_samples")} == {
@@ -136,6 +137,10 @@ def test_every_state_with_its_detail(study: Path) -> None:
     after = status_json(study)
     for benchmark in ("Arithmetic", "Capitals"):
         assert (state_of(after, benchmark, 0.5)["state"], state_of(after, benchmark, 0.5)["error"]) == ("failed", INTERRUPTED)
+
+    # a lock last taken on another machine sharing this folder cannot be checked from here
+    (study / "logs/.steerbench-locks/multiplier_0.5.shard-1-of-2.lock").write_text("4242 another-node")
+    assert state_of(status_json(study), "Arithmetic", 0.5)["state"] == "running"
 
 
 def test_reads_only_headers(study: Path) -> None:

@@ -119,7 +119,9 @@ def _first_error_line(log: Any) -> str | None:
 
 
 def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
-    from inspect_ai.log import list_eval_logs, read_eval_log
+    from inspect_ai.log import list_eval_logs
+
+    from .log_headers import read_log_headers
 
     headers: list[LogHeader] = []
     skipped: list[str] = []
@@ -127,12 +129,13 @@ def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
         infos = list_eval_logs(log_root, recursive=True)
     except FileNotFoundError:
         return [], []
-    for info in infos:
-        try:
-            with pywarnings.catch_warnings():
-                pywarnings.simplefilter("ignore")
-                log = read_eval_log(info, header_only=True)
-        except Exception as e:
+    with pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore")
+        # header.json alone, in parallel threads: 84 logs of 2,000 samples in ~1 s (issue 5)
+        logs = read_log_headers([info.name for info in infos])
+    for info, log in zip(infos, logs):
+        if isinstance(log, Exception):
+            e = log
             skipped.append(f"{info.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}")
             continue
         header = header_of(log, info.name)

@@ -17,8 +17,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .aggregate import Aggregate, aggregate, multiplier_sort_key
 from .flags import CellEstimate, Flag, find_flags, series_rows
-from .scores import METRICS, SAFETY_HEADLINES, Metric, SampleScores, family, headline_metric, read_cell_scores
-from .stats import ALPHA, Interval, holm, mean_interval, paired_change, unpaired_half_width
+from .scores import (
+    METRICS,
+    SAFETY_HEADLINES,
+    Metric,
+    SampleScores,
+    family,
+    headline_metric,
+    read_cell_scores,
+)
+from .stats import (
+    ALPHA,
+    Interval,
+    holm,
+    mean_interval,
+    paired_change,
+    unpaired_half_width,
+)
 
 BASELINE = 0.0
 REPORT_PACKAGES = ("steerbench", "inspect_ai", "inspect_evals", "numpy", "pandas", "matplotlib")

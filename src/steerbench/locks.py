@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -45,10 +46,10 @@ def _take(path: Path, exclusive: bool, what: str, log_root: str) -> IO[str]:
             f"another steerbench run (pid {holder}) is already running {what} on {log_root}; "
             "wait for it to finish or stop it"
         ) from None
-    if exclusive:  # only the sole holder records its pid
+    if exclusive:  # only the sole holder records who it is
         handle.seek(0)
         handle.truncate()
-        handle.write(str(os.getpid()))
+        handle.write(f"{os.getpid()} {socket.gethostname()}")
         handle.flush()
     return handle
 
@@ -84,11 +85,12 @@ def multiplier_locks(
 # ---------------------------------------------------------------- who is running
 
 
-def running_multipliers(log_root: str) -> dict[str, int] | None:
-    """Multiplier labels whose lock is held right now, with the holder's pid.
+def running_multipliers(log_root: str) -> dict[str, str] | None:
+    """Multiplier labels whose lock is held right now, with who holds it ("pid 123").
 
     None for a remote log root, where there are no locks to ask. Asking never takes a
-    lock, so it cannot make a run that is just starting fail.
+    lock, so it cannot make a run that is just starting fail. A lock last taken on another
+    machine (a shared filesystem) cannot be checked from here, so it counts as held.
     """
     if is_remote(log_root):
         return None
@@ -96,13 +98,28 @@ def running_multipliers(log_root: str) -> dict[str, int] | None:
     if not folder.is_dir():
         return {}
     held = _held_flocks()
-    running: dict[str, int] = {}
+    here = socket.gethostname()
+    running: dict[str, str] = {}
     for path in sorted(folder.glob("multiplier_*.lock")):
-        pid = _holder(path, held)
-        if pid is not None:
-            label = path.name.removeprefix("multiplier_").removesuffix(".lock").split(".shard-")[0]
-            running.setdefault(label, pid)
+        label = path.name.removeprefix("multiplier_").removesuffix(".lock").split(".shard-")[0]
+        pid, host = _recorded(path)
+        if host is not None and host != here:
+            running.setdefault(label, f"pid {pid} on {host} (another machine: not checked)")
+            continue
+        holder = _holder(path, held)
+        if holder is not None:
+            running.setdefault(label, f"pid {holder}")
     return running
+
+
+def _recorded(path: Path) -> tuple[int | None, str | None]:
+    """The pid and host written by the lock's last exclusive holder."""
+    try:
+        parts = path.read_text().split()
+    except OSError:
+        return None, None
+    pid = int(parts[0]) if parts and parts[0].isdigit() else None
+    return pid, (parts[1] if len(parts) > 1 else None)
 
 
 def _held_flocks() -> dict[tuple[int, int, int], int] | None:
@@ -133,9 +150,8 @@ def _holder(path: Path, held: dict[tuple[int, int, int], int] | None) -> int | N
     if held is not None:
         return held.get((os.major(stat.st_dev), os.minor(stat.st_dev), stat.st_ino))
     # no /proc/locks (macOS): the pid recorded by the last exclusive holder is still alive
-    try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
+    pid, _ = _recorded(path)
+    if pid is None:
         return None
     try:
         os.kill(pid, 0)

@@ -64,13 +64,12 @@ def is_offline(environ: dict[str, str] | os._Environ[str] | None = None) -> bool
 def tasks_to_load(benchmarks: list[Benchmark]) -> list[TaskToLoad]:
     """Each benchmark subset with the task arguments that decide what it loads
     (its own arguments and the few-shot count; graders and sandboxes load nothing)."""
-    from .tasks import task_signature
+    from .tasks import resolve_benchmarks
 
+    signatures = resolve_benchmarks(benchmarks)  # unknown tasks or arguments: ConfigError, as for `run`
     loads = []
     for bench in benchmarks:
-        signature = task_signature(bench.eval_name)
-        fewshot = signature.fewshot_param if signature else None
-        grader = signature.grader_param if signature else None
+        fewshot, grader = signatures[bench.name].fewshot_param, signatures[bench.name].grader_param
         for subset in bench.subsets:
             args = {**bench.task_args, **subset.task_args}
             if bench.shots is not None and fewshot:

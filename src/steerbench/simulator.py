@@ -175,6 +175,9 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            # headers and body go out in separate writes: without NODELAY, Nagle plus the
+            # client's delayed ACK stalls every response by ~40 ms
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with endpoint._lock:
                 endpoint._connections.add(self.connection)
 

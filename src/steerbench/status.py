@@ -57,6 +57,7 @@ class StudyStatus:
     cells: list[CellStatus]
     skipped: list[str] = field(default_factory=list)  # unreadable logs, with reasons
     running_from_locks: bool = True  # False on object stores: "running" is only a log's status
+    lock_holders: dict[str, str] = field(default_factory=dict)  # multiplier label -> "pid 123"
 
     def counts(self) -> dict[str, int]:
         return {state: sum(1 for c in self.cells if c.state == state) for state in STATES}
@@ -67,12 +68,13 @@ class StudyStatus:
             "multipliers": self.multipliers,
             "counts": self.counts(),
             "running_detection": "locks" if self.running_from_locks else "log status only",
+            "lock_holders": self.lock_holders,
             "cells": [asdict(c) for c in self.cells],
             "skipped": self.skipped,
         }
 
 
-def classify(header: LogHeader, running: dict[str, int] | None) -> tuple[str, str | None]:
+def classify(header: LogHeader, running: dict[str, str] | None) -> tuple[str, str | None]:
     """(state, error line) of a cell from its chosen log header."""
     completed = int(header.row.get("completed_samples") or 0)
     total = int(header.row.get("n_samples") or 0)
@@ -87,7 +89,7 @@ def classify(header: LogHeader, running: dict[str, int] | None) -> tuple[str, st
     return "failed", header.error or header.status
 
 
-def _is_running(multiplier: str, running: dict[str, int]) -> bool:
+def _is_running(multiplier: str, running: dict[str, str]) -> bool:
     value = multiplier_sort_key(multiplier)
     return any(multiplier_sort_key(label) == value for label in running)
 
@@ -129,7 +131,7 @@ def study_status(log_root: str, planned: list[tuple[str, str, str, str]] | None 
     row_index = {row[:2]: i for i, row in enumerate(rows)}
     ordered = sorted(cells.values(), key=lambda c: (row_index[(c.benchmark, c.subset)], multiplier_sort_key(c.multiplier)))
     columns = [labels[v] for v in sorted(labels)]
-    return StudyStatus(log_root, columns, rows, ordered, skipped, running is not None)
+    return StudyStatus(log_root, columns, rows, ordered, skipped, running is not None, running or {})
 
 
 # ---------------------------------------------------------------- printing
