@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import inspect as pyinspect
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -157,9 +158,11 @@ def test_forked_workers_one_per_multiplier_respect_max_connections(tmp_path: Pat
 def test_default_workers_is_one_per_multiplier() -> None:
     from steerbench.workers import MAX_DEFAULT_WORKERS, default_workers
 
-    assert default_workers(7) == 7
-    assert default_workers(1) == 1
-    assert default_workers(1000) == MAX_DEFAULT_WORKERS
+    assert default_workers(7, forking=True) == 7
+    assert default_workers(1, forking=True) == 1
+    assert default_workers(1000, forking=True) == MAX_DEFAULT_WORKERS
+    # spawned workers cost seconds each: one per core, as before
+    assert default_workers(7, forking=False) == min(7, os.cpu_count() or 1)
 
 
 def test_source_reading_never_imports(tmp_path: Path) -> None:

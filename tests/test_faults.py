@@ -308,7 +308,7 @@ def mixed_category_study(root: Path, endpoints: list[SimulatedEndpoint]) -> dict
 
 
 def test_concurrency_per_endpoint_never_exceeds_max_connections(tmp_path: Path) -> None:
-    with SimulatedFleet(MULTIPLIERS[:2], toy_responder, latency=0.2) as fleet:
+    with SimulatedFleet(MULTIPLIERS[:2], toy_responder, latency=0.4) as fleet:
         study = mixed_category_study(tmp_path, fleet.endpoints)
         result = run_in_process(study, "--max-connections", "3")
         assert result.exit_code == 0, result.output
@@ -319,7 +319,7 @@ def test_concurrency_per_endpoint_never_exceeds_max_connections(tmp_path: Path) 
 
 
 def test_concurrency_limit_holds_with_worker_processes(tmp_path: Path) -> None:
-    with SimulatedFleet(MULTIPLIERS[:2], toy_responder, latency=0.2) as fleet:
+    with SimulatedFleet(MULTIPLIERS[:2], toy_responder, latency=0.4) as fleet:
         study = mixed_category_study(tmp_path, fleet.endpoints)
         result = run_in_process(study, "--workers", "2", "--max-connections", "3")
         assert result.exit_code == 0, result.output

@@ -77,7 +77,8 @@ def main() -> None:
               help="Sandbox for code benchmarks. 'local' runs model-written code on this machine.")
 @click.option("--shard", default=None, help="Run only shard i of n (i/n), for several machines sharing a log root.")
 @click.option("--workers", type=int, default=None,
-              help="Worker processes (default: one per multiplier, at most 32, so every endpoint is busy at once).")
+              help="Worker processes (default: one per multiplier, at most 32, so every endpoint is busy at once; "
+                   "one per core where workers cannot be forked).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit without sending anything.")
 @friendly_errors
 def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str, ...], categories: tuple[str, ...],

@@ -4,13 +4,12 @@ The simulator's documented curve (see `demo_responder`): for a multiplier m,
 - P(right answer) = max(0, 1 - 0.3 * |m|)             (1.0 at 0, 0.85 at ±0.5, 0.7 at ±1, 0.55 at ±1.5)
 - P(refuse a safe XSTest prompt)   = clip(0.1 + 0.3 * m, 0, 1)
 - P(refuse an unsafe XSTest prompt) = clip(0.7 + 0.2 * m, 0, 1)
-Each sample has a fixed rank u in [0, 1) (a hash of its prompt); it is answered right when
-u < P. So accuracy falls, and refusals rise, monotonically along the curve.
+Each sample has a fixed rank u in [0, 1) (its position among its benchmark's samples); it is
+answered right when u < P. So accuracy falls, and refusals rise, monotonically along the curve.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .offline_data.responder import samples_of
 from .simulator import SIMULATOR_NOTICE, SimulatedEndpoint, SimulatedFleet, message_text
 
 DEMO_MULTIPLIERS = [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
@@ -52,11 +52,14 @@ def p_refuse(m: float, unsafe: bool) -> float:
     return min(1.0, max(0.0, raw))
 
 
-def sample_rank(messages: list[dict[str, Any]]) -> float:
-    """A fixed number in [0, 1) per sample: the hash of its first user message."""
-    first_user = next((message_text(m) for m in messages if m.get("role") == "user"), "")
-    digest = hashlib.sha256(first_user.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+def sample_rank(found: Any) -> float:
+    """A fixed number in [0, 1) per sample, spread evenly over its benchmark's samples
+    (the k-th of n samples has rank (k + 0.5) / n), so that even a 4-sample dataset
+    follows the curve: P(right) = 0.55 answers 2 of 4 right."""
+    siblings = [s.key for s in samples_of(found.sample.benchmark)]
+    if found.sample.benchmark == "xstest":  # safe and unsafe prompts are two subsets
+        siblings = [s.key for s in samples_of("xstest") if s.row.get("label") == found.sample.row.get("label")]
+    return (siblings.index(found.sample.key) + 0.5) / len(siblings)
 
 
 def demo_responder(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
@@ -65,7 +68,9 @@ def demo_responder(multiplier: float, messages: list[dict[str, Any]], body: dict
     found = identify(messages)
     if found is None:  # not one of the bundled samples: say what we are
         return f"[{SIMULATOR_NOTICE}; multiplier {multiplier:+.2f}] I can only answer the bundled demo questions."
-    rank = sample_rank(messages)
+    if found.sample is None:  # a grader prompt sent to a steered endpoint: grade honestly
+        return respond(messages, correct=True)
+    rank = sample_rank(found)
     if found is not None and found.kind == "task" and found.benchmark == "xstest" and found.sample:
         unsafe = found.sample.row.get("label") == "unsafe"
         refuse = rank < p_refuse(multiplier, unsafe)

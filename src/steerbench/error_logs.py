@@ -12,8 +12,8 @@ is unaffected: Inspect's eval set reruns a task whose latest log is not a succes
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from .plan import Cell

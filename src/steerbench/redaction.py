@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -251,52 +252,49 @@ def _guard_http_client(api: Any, redactor: Redactor) -> bool:
 
 def _mask_transports(client: Any, redactor: Redactor) -> None:
     # httpx keeps no public way to wrap a client's transports after it is built
-    if not isinstance(client._transport, _MaskingTransport):
-        client._transport = _MaskingTransport(client._transport, redactor)
+    masking = _masking_transport_class()
+    if not isinstance(client._transport, masking):
+        client._transport = masking(client._transport, redactor)
     client._mounts = {
-        pattern: (None if t is None or isinstance(t, _MaskingTransport) else _MaskingTransport(t, redactor))
+        pattern: (None if t is None or isinstance(t, masking) else masking(t, redactor))
         for pattern, t in client._mounts.items()
     }
 
 
-try:  # the OpenAI SDK's httpx flavour; plain httpx for anything else
-    from httpx2 import AsyncBaseTransport as _AsyncBaseTransport
-    from httpx2 import Response as _Response
-except ImportError:  # pragma: no cover
-    from httpx import AsyncBaseTransport as _AsyncBaseTransport  # type: ignore[assignment]
-    from httpx import Response as _Response  # type: ignore[assignment]
+@functools.cache
+def _masking_transport_class() -> type:
+    """Built on first use, so that importing this module does not import an HTTP library."""
+    try:  # the OpenAI SDK's httpx flavour; plain httpx for anything else
+        from httpx2 import AsyncBaseTransport, Response
+    except ImportError:  # pragma: no cover
+        from httpx import AsyncBaseTransport, Response  # type: ignore[assignment]
 
+    class MaskingTransport(AsyncBaseTransport):  # type: ignore[misc]
+        """Reads each (non-streaming) response and masks keys in its headers and body."""
 
-class _MaskingTransport(_AsyncBaseTransport):  # type: ignore[misc]
-    """Reads each (non-streaming) response and masks keys in its headers and body."""
+        def __init__(self, inner: Any, redactor: Redactor):
+            self._inner, self._redactor = inner, redactor
 
-    def __init__(self, inner: Any, redactor: Redactor):
-        self._inner, self._redactor = inner, redactor
+        async def handle_async_request(self, request: Any) -> Any:
+            response = await self._inner.handle_async_request(request)
+            if "text/event-stream" in response.headers.get("content-type", ""):
+                return response  # a stream is passed through as it arrives
+            body = await response.aread()  # decoded (gzip etc. undone)
+            headers = list(response.headers.multi_items())
+            secret = self._redactor.contains_secret
+            if not secret(body) and not any(secret(value.encode()) for _, value in headers):
+                return response
+            kept = [(k, self._redactor.text(v)) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
+            return Response(response.status_code, headers=kept, content=self._redactor.bytes(body),
+                            request=request, extensions=response.extensions)
 
-    async def handle_async_request(self, request: Any) -> Any:
-        response = await self._inner.handle_async_request(request)
-        if "text/event-stream" in response.headers.get("content-type", ""):
-            return response  # a stream is passed through as it arrives
-        body = await response.aread()  # decoded (gzip etc. undone)
-        headers = [(k, v) for k, v in response.headers.multi_items()]
-        if not self._redactor.contains_secret(body) and not any(self._redactor.contains_secret(v.encode()) for _, v in headers):
-            return response
-        kept = [
-            (k, self._redactor.text(v)) for k, v in headers if k.lower() not in ("content-length", "content-encoding")
-        ]
-        return _Response(
-            response.status_code,
-            headers=kept,
-            content=self._redactor.bytes(body),
-            request=request,
-            extensions=response.extensions,
-        )
+        async def aclose(self) -> None:
+            await self._inner.aclose()
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    return MaskingTransport
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from traceback import format_exc
 from dataclasses import dataclass, field
+from traceback import format_exc
 from typing import Any, Callable
 
 from .config import Multiplier

@@ -3,6 +3,8 @@
 Inspect allows one eval at a time per process, so an endpoint is only kept busy while a
 process is working on it: by default every multiplier gets its own worker, and all
 endpoints are driven at once (the operating system shares the cores between them).
+Where workers cannot be forked (not Linux, or other threads running, as in `steerbench
+demo` with its in-process simulator), the default stays one worker per core.
 
 Starting a worker used to cost ~5 s of CPU each (spawn, then importing inspect_ai,
 the inspect_evals registry, the OpenAI and Anthropic SDKs). On Linux the parent imports
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
+import threading
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -32,9 +36,17 @@ PRELOAD_MODULES = (
 )
 
 
-def default_workers(jobs: int) -> int:
-    """One worker per multiplier, so that every endpoint is busy at the same time."""
-    return max(1, min(jobs, MAX_DEFAULT_WORKERS))
+def can_fork() -> bool:
+    """Linux, and no other thread running here (a fork copies locks another thread may hold)."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+def default_workers(jobs: int, forking: bool | None = None) -> int:
+    """One worker per multiplier, so that every endpoint is busy at the same time; where
+    workers must be spawned (~5 s of CPU each to start), one per core as before."""
+    if forking if forking is not None else can_fork():
+        return max(1, min(jobs, MAX_DEFAULT_WORKERS))
+    return max(1, min(jobs, os.cpu_count() or 1))
 
 
 def preload_inspect() -> None:
@@ -75,9 +87,8 @@ def worker_context() -> Any:
     another thread may hold. Otherwise, and on other systems, spawn.
     """
     import multiprocessing as mp
-    import threading
 
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
+    if can_fork():
         preload_inspect()
         tune_gc()  # forked workers inherit it
         return mp.get_context("fork")
