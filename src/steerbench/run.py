@@ -319,6 +319,9 @@ def execute(jobs: list[EndpointJob], workers: int) -> RunResult:
             try:
                 for result in pool.imap_unordered(_worker_entry, jobs):
                     outcomes.extend(result)
+                # let workers exit on their own: terminate() would leak their semaphores
+                pool.close()
+                pool.join()
             except KeyboardInterrupt:
                 pool.terminate()
                 raise
