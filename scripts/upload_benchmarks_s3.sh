@@ -49,7 +49,7 @@ import sys
 import fsspec
 
 source, destination, dry_run = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3] == "1"
-SKIP_DIRS = {".steerbench-locks"}  # local run locks mean nothing elsewhere
+SKIP_DIRS = {".steerbench-locks", ".steerbench-replay"}  # run locks and replay journals are local to a run
 fs = fsspec.filesystem("s3")
 try:
     remote_sizes = {

@@ -259,8 +259,15 @@ def test_sigkill_mid_run_then_rerun_requests_no_finished_sample_again(tmp_path: 
 
         for endpoint in fleet.endpoints:
             endpoint.stats.prompts.clear()
+        # what the killed run's endpoints answered is in the replay journal of its log folder
+        journals = list(study["logs"].rglob(".steerbench-replay/*.jsonl"))
+        assert len(journals) == workers and all(j.stat().st_size > 0 for j in journals)
+
         again = run_in_process(study, "--max-connections", str(connections))
         assert again.exit_code == 0, again.output
+        # the re-run says where the answers came from, and the journal is gone once the logs hold them
+        assert "answers came from the replay journal of an interrupted run" in again.output
+        assert not list(study["logs"].rglob(".steerbench-replay"))
         for endpoint in fleet.endpoints:
             asked_again = answered[endpoint.multiplier] & set(endpoint.stats.prompts)
             assert len(asked_again) <= connections, (endpoint.multiplier, sorted(asked_again))

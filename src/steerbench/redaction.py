@@ -233,68 +233,36 @@ def _install_record_hooks() -> None:
 def _guard_http_client(api: Any, redactor: Redactor) -> bool:
     """Put a masking transport into the API's httpx client, and into the clients it builds
     later (Inspect rebuilds the client after an authentication failure)."""
-    client = getattr(api, "http_client", None)
-    build = getattr(api, "_create_http_client", None)
-    if client is None or build is None or not hasattr(client, "_transport") or not redactor.secrets:
+    if not redactor.secrets:
         return False
-    _mask_transports(client, redactor)
-    if not getattr(build, "_steerbench_masked", False):
+    from .http_layers import install_transport_layer
 
-        def build_masked() -> Any:
-            built = build()
-            _mask_transports(built, redactor)
-            return built
-
-        build_masked._steerbench_masked = True  # type: ignore[attr-defined]
-        api._create_http_client = build_masked
-    return True
-
-
-def _mask_transports(client: Any, redactor: Redactor) -> None:
-    # httpx keeps no public way to wrap a client's transports after it is built
-    masking = _masking_transport_class()
-    if not isinstance(client._transport, masking):
-        client._transport = masking(client._transport, redactor)
-    client._mounts = {
-        pattern: (None if t is None or isinstance(t, masking) else masking(t, redactor))
-        for pattern, t in client._mounts.items()
-    }
+    return install_transport_layer(api, _masking_transport_class(), redactor)
 
 
 @functools.cache
 def _masking_transport_class() -> type:
     """Built on first use, so that importing this module does not import an HTTP library."""
-    try:  # the OpenAI SDK's httpx flavour; plain httpx for anything else
-        from httpx2 import AsyncBaseTransport, Response
-    except ImportError:  # pragma: no cover
-        from httpx import AsyncBaseTransport, Response  # type: ignore[assignment]
+    from .http_layers import layer_class, transport_base
 
-    class MaskingTransport(AsyncBaseTransport):  # type: ignore[misc]
+    _, Response = transport_base()
+
+    async def mask(self: Any, request: Any) -> Any:
         """Reads each (non-streaming) response and masks keys in its headers and body."""
+        redactor: Redactor = self.state
+        response = await self._steerbench_inner.handle_async_request(request)
+        if "text/event-stream" in response.headers.get("content-type", ""):
+            return response  # a stream is passed through as it arrives
+        body = await response.aread()  # decoded (gzip etc. undone)
+        headers = list(response.headers.multi_items())
+        secret = redactor.contains_secret
+        if not secret(body) and not any(secret(value.encode()) for _, value in headers):
+            return response
+        kept = [(k, redactor.text(v)) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
+        return Response(response.status_code, headers=kept, content=redactor.bytes(body),
+                        request=request, extensions=response.extensions)
 
-        def __init__(self, inner: Any, redactor: Redactor):
-            self._inner, self._redactor = inner, redactor
-
-        async def handle_async_request(self, request: Any) -> Any:
-            response = await self._inner.handle_async_request(request)
-            if "text/event-stream" in response.headers.get("content-type", ""):
-                return response  # a stream is passed through as it arrives
-            body = await response.aread()  # decoded (gzip etc. undone)
-            headers = list(response.headers.multi_items())
-            secret = self._redactor.contains_secret
-            if not secret(body) and not any(secret(value.encode()) for _, value in headers):
-                return response
-            kept = [(k, self._redactor.text(v)) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
-            return Response(response.status_code, headers=kept, content=self._redactor.bytes(body),
-                            request=request, extensions=response.extensions)
-
-        async def aclose(self) -> None:
-            await self._inner.aclose()
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._inner, name)
-
-    return MaskingTransport
+    return layer_class("MaskingTransport", mask)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
