@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--endpoints", type=int, default=7)
     parser.add_argument("--tasks", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=300, help="samples per task")
+    parser.add_argument("--samples", type=int, default=150, help="samples per task")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per request at the endpoint")
     parser.add_argument("--concurrency", type=int, default=32, help="requests per endpoint: served at once and --max-connections")
     parser.add_argument("--categories", type=int, default=1, help="log folders per multiplier (tasks spread over them)")
