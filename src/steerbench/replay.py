@@ -132,11 +132,15 @@ def request_key(request: Any) -> str | None:
     active = sample_active()
     if active is None:
         return None
+    try:
+        body = request.content
+    except Exception:  # a streamed request body: not journalled
+        return None
     digest = hashlib.blake2b(digest_size=20)
     for part in (str(active.task), str(active.sample.id), str(active.epoch), request.method, str(request.url)):
         digest.update(part.encode())
         digest.update(b"\x1f")
-    digest.update(request.content)
+    digest.update(body)
     return digest.hexdigest()
 
 
