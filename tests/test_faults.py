@@ -140,6 +140,25 @@ def test_responses_slower_than_the_request_timeout_are_retried(tmp_path: Path) -
             assert endpoint.stats.requests > 8, endpoint.multiplier  # slow attempts were sent again
 
 
+def test_key_rejected_mid_run_fails_the_cells_and_says_why(tmp_path: Path) -> None:
+    """The preflight passes (GET /models), then every completion is rejected with HTTP 401:
+    each cell fails, and the run and `status` say how many samples failed and why, not
+    `error 0/0` (Inspect records no error of the eval's own for this)."""
+    endpoint = SimulatedEndpoint(0.0, toy_responder, fault=lambda e, n: "401").start()
+    try:
+        study = write_study(tmp_path, [endpoint])
+        result = run_in_process(study)
+        assert result.exit_code == 1, result.output
+        for benchmark in BENCHMARKS:
+            line = next(l for l in result.output.splitlines() if l.startswith(benchmark))
+            assert "error           0/4  4 of 4 samples failed, first: Error code: 401" in line, line
+        assert endpoint.key not in result.output
+        status = CliRunner().invoke(main, ["status", "--log-root", str(study["logs"])])
+        assert f"failed: Arithmetic at multiplier 0.0: 4 of 4 samples failed, first: Error code: 401" in status.output
+    finally:
+        endpoint.stop()
+
+
 def test_endpoint_down_at_start_is_reported_and_a_rerun_completes(tmp_path: Path) -> None:
     """The preflight names the endpoint that is down and runs nothing; once the endpoint is
     back (here after 2 s rather than a minute), the same command completes the grid."""

@@ -113,9 +113,40 @@ def header_of(log: Any, location: str) -> LogHeader | None:
 
 def _first_error_line(log: Any) -> str | None:
     if log.error is None:
-        return None
+        failures = sample_failures(log.location) if log.status == "error" else None
+        return failures.reason if failures else None
     lines = (log.error.message or "").strip().splitlines()
     return lines[0] if lines else "error"
+
+
+@dataclass(frozen=True)
+class SampleFailures:
+    failed: int
+    total: int
+    first: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.failed} of {self.total} samples failed, first: {self.first}"
+
+
+def sample_failures(location: str | None) -> SampleFailures | None:
+    """Why an eval ended in error when it has no error of its own: too many of its samples
+    failed (e.g. every request rejected with HTTP 401). Read from its sample summaries, only
+    for such logs."""
+    if not location:
+        return None
+    from inspect_ai.log import read_eval_log_sample_summaries
+
+    try:
+        summaries = read_eval_log_sample_summaries(location)
+    except Exception:
+        return None
+    failed = [s for s in summaries if s.error]
+    if not failed:
+        return None
+    first = (str(failed[0].error).strip().splitlines() or ["error"])[0]
+    return SampleFailures(len(failed), len(summaries), first)
 
 
 def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:

@@ -121,6 +121,13 @@ def _outcome_from_log(cell: Cell, log: Any) -> CellOutcome:
     error = None
     if log.error is not None:
         error = (log.error.message or "").strip().splitlines()[0] if log.error.message else "error"
+    elif log.status == "error":
+        from .aggregate import sample_failures
+
+        failures = sample_failures(log.location)
+        if failures is not None:
+            error = failures.reason
+            completed, total = failures.total - failures.failed, failures.total
     headline = None
     if log.results is not None and log.results.scores:
         score = log.results.scores[0]
