@@ -35,6 +35,7 @@ from steerbench.offline_data import (
     samples,
     samples_of,
 )
+from steerbench.simulator import send_json
 
 HERE = Path(__file__).resolve().parent
 STUBS = HERE / "stubs"  # the IFEval stand-in, put on the subprocess's PYTHONPATH
@@ -107,12 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
     def _trapped(self) -> bool:
         if self.command == "CONNECT" or self.path.startswith(("http://", "https://")):

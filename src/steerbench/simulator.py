@@ -162,6 +162,16 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+    """Answer a request with `payload` as JSON (also used by the tests' own servers)."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def _label(value: float) -> str:
     return repr(float(value))
 
@@ -188,12 +198,7 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
                 super().finish()
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, payload)
 
         def _send_half(self, payload: dict[str, Any]) -> None:
             """Announce the whole body, send half of it, and hang up."""
