@@ -123,13 +123,19 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
         sys.exit(EXIT_FAILED)
 
 
+def _planned_cell_files(command: Any) -> Any:
+    """--deployments and --benchmarks of the commands that read logs: the study's files, used,
+    if present, to list planned cells that have no log."""
+    for name, default in (("--benchmarks", "benchmarks.jsonl"), ("--deployments", "deployments.jsonl")):
+        command = click.option(name, default=default, show_default=True,
+                               help="Used, if present, to list planned cells that have no log.")(command)
+    return command
+
+
 @main.command()
 @click.option("--log-root", default="logs", show_default=True, help="Log root to read.")
 @click.option("--output", default="data/aggregated_inspect_logs.csv", show_default=True, help="CSV to write.")
-@click.option("--deployments", default="deployments.jsonl", show_default=True,
-              help="Used, if present, to list planned cells that have no log.")
-@click.option("--benchmarks", default="benchmarks.jsonl", show_default=True,
-              help="Used, if present, to list planned cells that have no log.")
+@_planned_cell_files
 @friendly_errors
 def aggregate(log_root: str, output: str, deployments: str, benchmarks: str) -> None:
     """Flatten the logs into one CSV row per (benchmark, subset, multiplier)."""
@@ -164,10 +170,7 @@ def _print_flags(flags: list[Any]) -> None:
 @click.option("--csv", "csv_path", default="data/aggregated_inspect_logs.csv", show_default=True,
               help="Aggregate CSV, rewritten from the logs; paired_differences.csv goes next to it.")
 @click.option("--out", default="outputs", show_default=True, help="Folder for figures/ and report.html.")
-@click.option("--deployments", default="deployments.jsonl", show_default=True,
-              help="Used, if present, to list planned cells that have no log.")
-@click.option("--benchmarks", default="benchmarks.jsonl", show_default=True,
-              help="Used, if present, to list planned cells that have no log.")
+@_planned_cell_files
 @friendly_errors
 def report(log_root: str, csv_path: str, out: str, deployments: str, benchmarks: str) -> None:
     """Figures, paired statistics, flags and a self-contained report.html from the logs."""
