@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The vllm lane: build the CPU vLLM environment (scripts/setup_vllm_cpu.sh), then run `pytest -m vllm` in it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.venv-vllm
+if ! bash scripts/setup_vllm_cpu.sh "$venv" >.ci-vllm-setup.log 2>&1; then
+    tail -20 .ci-vllm-setup.log >&2
+    echo "vllm lane: SKIPPED, reason: the CPU vLLM environment could not be built (log above)" >&2
+    exit 0
+fi
+"$venv/bin/python" -m pytest -q -m vllm tests/vllm
