@@ -1,0 +1,183 @@
+"""Output health: what steering does to the text of the steered model's answers. Pure stdlib + numpy.
+
+Computed from the steered model's own final answer (never the grader's). For a multi-turn
+task (Sycophancy) the "final answer" is the sample's last steered answer. A sample that
+errored has no final answer and gets no record.
+
+Per sample (one record per sample and epoch, see `sample_record`):
+
+- truncated: the answer's stop reason is `max_tokens` or `model_length` (Inspect's names for an
+  answer that stopped at the token limit; an OpenAI-compatible `finish_reason: length` arrives as
+  `max_tokens`).
+- empty: the answer's text is empty or whitespace only (`text.strip() == ""`; no text at all counts
+  as empty).
+- repetition: the share of repeated word 4-grams. Words are the lowercased text's `\\w+` tokens
+  (Python's Unicode `re` word characters: letters, digits, underscore; punctuation and whitespace
+  separate words). The 4-grams are the n - 3 windows of 4 consecutive words of an answer of n
+  words. repetition = 1 - distinct 4-grams / all 4-grams, so 0 when no 4-gram occurs twice and
+  close to 1 in a loop ("a b c d a b c d a b c d": 9 windows, 4 distinct, 1 - 4/9 = 0.556). An
+  answer with fewer than 4 words (no 4-gram) has repetition 0.
+- output tokens: the output tokens of that final answer as the endpoint reported them (its
+  usage); None when the endpoint reported no usage.
+
+Per cell (the CSV columns, see `cell_health`), over the cell's records:
+
+- output_truncated_rate: mean of truncated (0/1);
+- output_empty_rate: mean of empty (0/1);
+- output_repetition: mean of repetition;
+- output_tokens_mean: mean of output tokens over the records that have them.
+
+A cell without records (logs written before steerbench recorded health) has all four None,
+which the CSV writes as empty.
+
+The record is a small dict, cheap to build during the run and small to store (sample metadata
+or a sidecar next to the log, `sidecar_path`), so that `aggregate` reads a cell's four values
+without opening the log's samples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+HEALTH_COLUMNS = ["output_truncated_rate", "output_empty_rate", "output_repetition", "output_tokens_mean"]
+TRUNCATED_STOP_REASONS = frozenset({"max_tokens", "model_length"})
+NGRAM = 4
+RECORD_VERSION = 1
+SIDECAR_SUFFIX = ".health.json"
+SIDECAR_FORMAT = "steerbench-output-health"
+METADATA_KEY = "steerbench_health"  # the record's key when it is kept in sample metadata
+
+_WORD = re.compile(r"\w+")
+
+
+# ---------------------------------------------------------------- one answer
+
+
+def is_truncated(stop_reason: str | None) -> bool:
+    return stop_reason in TRUNCATED_STOP_REASONS
+
+
+def is_empty(text: str | None) -> bool:
+    return text is None or text.strip() == ""
+
+
+def words(text: str | None) -> list[str]:
+    return _WORD.findall(text.lower()) if text else []
+
+
+def repetition(text: str | None, n: int = NGRAM) -> float:
+    """1 - distinct word n-grams / all word n-grams; 0 for an answer with fewer than n words."""
+    tokens = words(text)
+    total = len(tokens) - n + 1
+    if total <= 0:
+        return 0.0
+    distinct = len({tuple(tokens[i:i + n]) for i in range(total)})
+    return 1.0 - distinct / total
+
+
+def sample_record(
+    text: str | None,
+    stop_reason: str | None,
+    output_tokens: int | None,
+    sample_id: Any = None,
+    epoch: int | None = None,
+) -> dict[str, Any]:
+    """One sample's health, as a small JSON-ready dict:
+    {"id": "7", "epoch": 1, "stop": "max_tokens", "truncated": 1, "empty": 0, "repetition": 0.25, "tokens": 512}
+    ("id"/"epoch" only when given; repetition rounded to 6 decimals; tokens None when unknown)."""
+    record: dict[str, Any] = {}
+    if sample_id is not None:
+        record["id"] = str(sample_id)
+    if epoch is not None:
+        record["epoch"] = int(epoch)
+    record["stop"] = stop_reason
+    record["truncated"] = int(is_truncated(stop_reason))
+    record["empty"] = int(is_empty(text))
+    record["repetition"] = round(repetition(text), 6)
+    record["tokens"] = None if output_tokens is None else int(output_tokens)
+    return record
+
+
+# ---------------------------------------------------------------- one cell
+
+
+def cell_health(records: Iterable[Mapping[str, Any]]) -> dict[str, float | None]:
+    """The four CSV columns of one cell from its records (all None when there are none)."""
+    records = list(records)
+    if not records:
+        return dict.fromkeys(HEALTH_COLUMNS)
+    tokens = [r["tokens"] for r in records if r.get("tokens") is not None]
+    return {
+        "output_truncated_rate": _mean(float(r["truncated"]) for r in records),
+        "output_empty_rate": _mean(float(r["empty"]) for r in records),
+        "output_repetition": _mean(float(r["repetition"]) for r in records),
+        "output_tokens_mean": _mean(float(t) for t in tokens) if tokens else None,
+    }
+
+
+def _mean(values: Iterable[float]) -> float:
+    array = np.fromiter(values, dtype=float)
+    return float(array.mean()) if array.size else math.nan
+
+
+def by_sample(records: Iterable[Mapping[str, Any]], measure: str) -> dict[str, float]:
+    """sample id -> that sample's `measure` ("truncated", "empty", "repetition" or "tokens"),
+    the mean over its epochs (as Inspect reduces scores); records without an id or the
+    measure are left out. For the paired tests against multiplier 0."""
+    sums: dict[str, list[float]] = {}
+    for record in records:
+        value = record.get(measure)
+        if record.get("id") is None or value is None:
+            continue
+        entry = sums.setdefault(str(record["id"]), [0.0, 0])
+        entry[0] += float(value)
+        entry[1] += 1
+    return {sample: total / count for sample, (total, count) in sums.items()}
+
+
+# ---------------------------------------------------------------- stored next to the log
+
+
+def sidecar_path(log_file: str) -> str:
+    """Where a log's health records are kept: `<log>.eval` -> `<log>.eval.health.json`."""
+    return log_file + SIDECAR_SUFFIX
+
+
+def sidecar_document(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The sidecar's content: the cell's four values first (all that aggregate reads), then the records."""
+    return {
+        "format": SIDECAR_FORMAT,
+        "version": RECORD_VERSION,
+        "cell": cell_health(records),
+        "n_records": len(records),
+        "samples": [dict(r) for r in records],
+    }
+
+
+def dumps_sidecar(records: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps(sidecar_document(records), separators=(",", ":"), allow_nan=False)
+
+
+def parse_sidecar(text: str) -> dict[str, Any] | None:
+    """A sidecar's document, or None when the text is not one (unknown format, a newer version)."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT:
+        return None
+    if not isinstance(document.get("version"), int) or document["version"] > RECORD_VERSION:
+        return None
+    return document
+
+
+def cell_columns(document: Mapping[str, Any] | None) -> dict[str, float | None]:
+    """The four CSV columns from a parsed sidecar (all None without one)."""
+    cell = (document or {}).get("cell") or {}
+    return {c: (float(cell[c]) if isinstance(cell.get(c), (int, float)) else None) for c in HEALTH_COLUMNS}
