@@ -15,6 +15,7 @@ from steerbench.results.health import (
     is_empty,
     is_truncated,
     parse_sidecar,
+    parse_sidecar_header,
     repetition,
     sample_record,
     sidecar_path,
@@ -90,13 +91,19 @@ def test_by_sample_averages_epochs() -> None:
 def test_the_sidecar_round_trips_and_old_or_foreign_files_give_empty_columns() -> None:
     assert sidecar_path("logs/x/multiplier_0/a.eval") == "logs/x/multiplier_0/a.eval.health.json"
     records = [sample_record("a", "stop", 2, 1), sample_record("", "max_tokens", 4, 2)]
-    document = parse_sidecar(dumps_sidecar(records))
-    assert document is not None and document["samples"] == records and document["n_records"] == 2
-    assert cell_columns(document) == {"output_truncated_rate": 0.5, "output_empty_rate": 0.5,
-                                      "output_repetition": 0.0, "output_tokens_mean": 3.0}
+    text = dumps_sidecar(records)
+    assert len(text.splitlines()) == 3  # the header line, then one line per record
+    header = parse_sidecar_header(text.splitlines()[0])
+    assert header is not None and header["n_records"] == 2
+    assert cell_columns(header) == {"output_truncated_rate": 0.5, "output_empty_rate": 0.5,
+                                    "output_repetition": 0.0, "output_tokens_mean": 3.0}
+    document = parse_sidecar(text)
+    assert document is not None and document["samples"] == records
+    # a torn last line loses that record only
+    assert parse_sidecar(text[:-5])["samples"] == records[:1]  # type: ignore[index]
     assert parse_sidecar("not json") is None
-    assert parse_sidecar(json.dumps({"format": "other"})) is None
-    assert parse_sidecar(json.dumps({"format": "steerbench-output-health", "version": 99})) is None
+    assert parse_sidecar_header(json.dumps({"format": "other"})) is None
+    assert parse_sidecar_header(json.dumps({"format": "steerbench-output-health", "version": 99})) is None
     assert cell_columns(None) == dict.fromkeys(HEALTH_COLUMNS)
     # a cell without records writes None (empty in the CSV), never NaN
-    assert cell_columns(parse_sidecar(dumps_sidecar([]))) == dict.fromkeys(HEALTH_COLUMNS)
+    assert cell_columns(parse_sidecar_header(dumps_sidecar([]))) == dict.fromkeys(HEALTH_COLUMNS)

@@ -30,9 +30,10 @@ Per cell (the CSV columns, see `cell_health`), over the cell's records:
 A cell without records (logs written before steerbench recorded health) has all four None,
 which the CSV writes as empty.
 
-The record is a small dict, cheap to build during the run and small to store (sample metadata
-or a sidecar next to the log, `sidecar_path`), so that `aggregate` reads a cell's four values
-without opening the log's samples.
+The record is a small dict, cheap to build during the run. A log's records are kept in a
+sidecar next to it (`sidecar_path`: `<log>.eval.health.json`), JSON lines whose first line holds
+the cell's four values, so that `aggregate` reads one short line per log and never the log's
+samples; the report reads the records for its paired tests.
 """
 
 from __future__ import annotations
@@ -149,35 +150,53 @@ def sidecar_path(log_file: str) -> str:
     return log_file + SIDECAR_SUFFIX
 
 
-def sidecar_document(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The sidecar's content: the cell's four values first (all that aggregate reads), then the records."""
-    return {
-        "format": SIDECAR_FORMAT,
-        "version": RECORD_VERSION,
-        "cell": cell_health(records),
-        "n_records": len(records),
-        "samples": [dict(r) for r in records],
-    }
+def sidecar_header(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The sidecar's first line: the cell's four values (all that aggregate reads) and the record count."""
+    return {"format": SIDECAR_FORMAT, "version": RECORD_VERSION, "n_records": len(records),
+            "cell": cell_health(records)}
 
 
 def dumps_sidecar(records: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps(sidecar_document(records), separators=(",", ":"), allow_nan=False)
+    """The sidecar as JSON lines: the header line (`sidecar_header`), then one record per line, so
+    that aggregate reads one short line however many samples the log has."""
+    lines = [sidecar_header(records), *records]
+    return "".join(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n" for line in lines)
+
+
+def parse_sidecar_header(line: str | bytes) -> dict[str, Any] | None:
+    """A sidecar's first line, or None when it is not one (another format, a newer version, torn)."""
+    try:
+        header = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(header, dict) or header.get("format") != SIDECAR_FORMAT:
+        return None
+    if not isinstance(header.get("version"), int) or header["version"] > RECORD_VERSION:
+        return None
+    return header
 
 
 def parse_sidecar(text: str) -> dict[str, Any] | None:
-    """A sidecar's document, or None when the text is not one (unknown format, a newer version)."""
-    try:
-        document = json.loads(text)
-    except ValueError:
+    """A whole sidecar: its header with the records under "samples" (None when it is not one)."""
+    first, _, rest = text.partition("\n")
+    header = parse_sidecar_header(first)
+    if header is None:
         return None
-    if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT:
-        return None
-    if not isinstance(document.get("version"), int) or document["version"] > RECORD_VERSION:
-        return None
-    return document
+    samples = []
+    for line in rest.splitlines():
+        if line.strip():
+            try:
+                samples.append(json.loads(line))
+            except ValueError:  # a torn line: the header's cell values still stand
+                continue
+    return {**header, "samples": samples}
 
 
-def cell_columns(document: Mapping[str, Any] | None) -> dict[str, float | None]:
-    """The four CSV columns from a parsed sidecar (all None without one)."""
-    cell = (document or {}).get("cell") or {}
-    return {c: (float(cell[c]) if isinstance(cell.get(c), (int, float)) else None) for c in HEALTH_COLUMNS}
+def cell_columns(header: Mapping[str, Any] | None) -> dict[str, float | None]:
+    """The four CSV columns from a parsed sidecar header (all None without one)."""
+    cell = (header or {}).get("cell") or {}
+    return {c: (float(cell[c]) if _is_number(cell.get(c)) else None) for c in HEALTH_COLUMNS}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
