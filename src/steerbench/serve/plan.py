@@ -1,0 +1,202 @@
+"""Planning `steerbench serve`: which vLLM servers to start, with which command, environment and keys. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .plugin import REQUEST_FIELD, SETTINGS_ENV, SETTINGS_FORMAT
+from .vectors import SteeringVectors
+
+# Flags steerbench serve sets itself; given again after `--` they would silently fight ours.
+RESERVED_VLLM_FLAGS = ("--host", "--port", "--api-key", "--model", "--additional-config")
+KEY_ENV = "VLLM_API_KEY"  # the key travels in the environment, not argv, so `ps` never shows it
+
+
+class ServeInputError(ValueError):
+    """Bad input to `steerbench serve`, named by its flag."""
+
+
+@dataclass(frozen=True)
+class SteeringMultiplier:
+    value: float
+    label: str  # as the user wrote it: it names log folders later
+
+
+def parse_multipliers(text: str) -> tuple[SteeringMultiplier, ...]:
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise ServeInputError(f"--multipliers {text!r}: expected a comma-separated list of numbers, e.g. -1,0,1")
+    parsed: list[SteeringMultiplier] = []
+    seen: dict[float, str] = {}
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            raise ServeInputError(f"--multipliers: {item!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ServeInputError(f"--multipliers: {item!r} is not a finite number")
+        value = value + 0.0  # -0 and 0 are one multiplier
+        if value in seen:
+            raise ServeInputError(f"--multipliers: {item!r} repeats {seen[value]!r}")
+        seen[value] = item
+        parsed.append(SteeringMultiplier(value, item))
+    return tuple(parsed)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model: str
+    multipliers: tuple[SteeringMultiplier, ...]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    one_server: bool = False
+    key_env: str | None = None
+    gpus: tuple[str, ...] = ()
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int | None = None
+    vllm_args: tuple[str, ...] = ()
+    cpu_build: bool = False
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One vLLM process: its address, what it steers, how it is started."""
+
+    port: int
+    host: str
+    multipliers: tuple[SteeringMultiplier, ...]
+    key: str = field(repr=False)
+    settings: dict[str, Any] = field(repr=False)
+    settings_name: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def command_line(self, settings_path: Path) -> str:
+        """The exact command, key masked, as --dry-run prints it."""
+        shown = {**self.env, SETTINGS_ENV: str(settings_path), KEY_ENV: "***"}
+        return " ".join([*(f"{name}={shlex.quote(value)}" for name, value in shown.items()), *map(shlex.quote, self.argv)])
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    servers: tuple[ServerSpec, ...]
+    notes: tuple[str, ...]
+    provenance: dict[str, Any]
+
+
+def steering_settings(vectors: SteeringVectors, multiplier: float | None) -> dict[str, Any]:
+    return {
+        "format": SETTINGS_FORMAT,
+        "mode": "fixed" if multiplier is not None else "per_request",
+        "multiplier": multiplier,
+        "request_field": REQUEST_FIELD,
+        "layers": {str(layer): [float(x) for x in vectors.vectors[layer]] for layer in vectors.layers},
+        "vector_sha256": vectors.sha256,
+        "normalized": vectors.normalized,
+    }
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _check_vllm_args(args: tuple[str, ...]) -> None:
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in RESERVED_VLLM_FLAGS:
+            raise ServeInputError(f"{flag} after `--`: steerbench serve sets it itself (use --host/--port of steerbench serve)")
+
+
+def _gpu_groups(options: ServeOptions) -> list[str]:
+    size = options.tensor_parallel_size or 1
+    if not options.gpus:
+        return []
+    if len(options.gpus) % size:
+        raise ServeInputError(f"--gpus: {len(options.gpus)} GPUs do not split into groups of --tensor-parallel-size {size}")
+    return [",".join(options.gpus[i : i + size]) for i in range(0, len(options.gpus), size)]
+
+
+def plan_servers(
+    options: ServeOptions, vectors: SteeringVectors, keys: list[str], python: str
+) -> ServePlan:
+    """One server per multiplier, or one for all with --one-server. `keys` holds one key per server."""
+    _check_vllm_args(options.vllm_args)
+    notes: list[str] = []
+    groups = _gpu_groups(options)
+    if options.cpu_build and (options.gpus or options.gpu_memory_utilization is not None or options.tensor_parallel_size):
+        notes.append("note: this is a CPU build of vLLM: --gpus, --gpu-memory-utilization and --tensor-parallel-size are ignored")
+        groups = []
+    batches = [options.multipliers] if options.one_server else [(m,) for m in options.multipliers]
+    servers = []
+    for index, multipliers in enumerate(batches):
+        settings = steering_settings(vectors, None if options.one_server else multipliers[0].value)
+        digest = settings_digest(settings)
+        argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", options.model,
+                "--host", options.host, "--port", str(options.port + index),
+                # vLLM hashes additional_config into its compile-cache key: one key per steering setting.
+                "--additional-config", json.dumps({"steerbench_steering": digest[:16]}),
+                # Eager by default: forward hooks are then plain Python, never baked into a cached graph.
+                "--enforce-eager"]
+        if not options.cpu_build:
+            if options.gpu_memory_utilization is not None:
+                argv += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
+            if options.tensor_parallel_size:
+                argv += ["--tensor-parallel-size", str(options.tensor_parallel_size)]
+        argv += list(options.vllm_args)
+        env = {"HF_HUB_OFFLINE": "1"} if Path(options.model).expanduser().is_dir() else {}
+        if options.cpu_build:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"  # the default pins every server to core 0
+        if groups:
+            env["CUDA_VISIBLE_DEVICES"] = groups[index % len(groups)]
+        servers.append(
+            ServerSpec(
+                port=options.port + index,
+                host=options.host,
+                multipliers=multipliers,
+                key=keys[index],
+                settings=settings,
+                settings_name=f"steering-{options.port + index}.json",
+                argv=tuple(argv),
+                env=env,
+            )
+        )
+    provenance = {
+        "model": options.model,
+        "layer": vectors.layers[0] if len(vectors.layers) == 1 else vectors.layers,
+        "vector_sha256": vectors.sha256,
+        "normalized": vectors.normalized,
+    }
+    return ServePlan(servers=tuple(servers), notes=tuple(notes), provenance=provenance)
+
+
+def deployment_lines(plan: ServePlan, key_refs: list[str] | None, served_model: str) -> list[dict[str, Any]]:
+    """deployments.jsonl: one line per multiplier, in the order given."""
+    lines = []
+    for index, server in enumerate(plan.servers):
+        for multiplier in server.multipliers:
+            line: dict[str, Any] = {
+                "multiplier": multiplier.label,
+                "url": server.url,
+                "key": key_refs[index] if key_refs else server.key,
+                "model": served_model,
+            }
+            if server.settings["mode"] == "per_request":
+                # cache_salt keeps each multiplier's prefix-cache blocks apart: KV computed at m=0
+                # must never serve a prompt at m=1.
+                line["extra_body"] = {
+                    "vllm_xargs": {REQUEST_FIELD: multiplier.value},
+                    "cache_salt": f"steerbench-m{multiplier.label}",
+                }
+            line["steering"] = dict(plan.provenance)
+            lines.append(line)
+    return lines

@@ -1,0 +1,187 @@
+"""steerbench's vLLM plugin (entry point `vllm.general_plugins`): add `multiplier × vector` after a decoder layer.
+
+vLLM calls `register()` in every process it starts (API server, engine core, workers). The plugin
+acts only when the process was started with `STEERBENCH_STEERING=<settings file>` (written by
+`steerbench serve`); anywhere else it returns at once and patches nothing. This module imports
+only the standard library at import time, since vLLM loads it in processes that never steer.
+
+Semantics: after decoder layer L (0-based, as `model.model.layers[L]` in transformers), at every
+token position, prompt and generated alike, the residual stream gains `m × v`. vLLM's Llama-style
+layers return `(hidden_states, residual)` and the next layer (or the final norm) adds the two, so
+adding to `hidden_states` is adding to the residual stream.
+
+Two modes, written in the settings file:
+- fixed: one multiplier for the whole server (one server per multiplier);
+- per_request: each request's `vllm_xargs.steer_multiplier` (vLLM passes it to
+  `SamplingParams.extra_args`); a request without it is unsteered. Each token of a mixed batch gets
+  its own request's multiplier: the model runner's `_prepare_inputs` lays tokens out request by
+  request in `input_batch.req_ids` order, with `num_scheduled_tokens` tokens each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+SETTINGS_ENV = "STEERBENCH_STEERING"
+REQUEST_FIELD = "steer_multiplier"
+SETTINGS_FORMAT = 1
+
+logger = logging.getLogger("steerbench.serve.plugin")
+
+
+def register() -> None:
+    """vLLM's plugin hook. Without steering settings in this process's environment: nothing at all."""
+    settings_path = os.environ.get(SETTINGS_ENV)
+    if not settings_path:
+        return
+    settings = read_settings(Path(settings_path))
+    _patch_model_loader(settings)
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    settings = json.loads(path.read_text())
+    if settings.get("format") != SETTINGS_FORMAT:
+        raise RuntimeError(f"{path}: steering settings of format {settings.get('format')!r}, expected {SETTINGS_FORMAT}")
+    return settings
+
+
+def _patch_model_loader(settings: dict[str, Any]) -> None:
+    from vllm.model_executor.model_loader.base_loader import BaseModelLoader
+
+    original = BaseModelLoader.load_model
+    if getattr(original, "_steerbench_steering", False):  # plugins may be loaded twice in one process
+        return
+
+    def load_model(self, vllm_config, model_config, *args, **kwargs):
+        model = original(self, vllm_config, model_config, *args, **kwargs)
+        install_steering(model, settings)
+        return model
+
+    load_model._steerbench_steering = True  # type: ignore[attr-defined]
+    BaseModelLoader.load_model = load_model  # type: ignore[method-assign]
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's list of decoder layers (`...layers`, an nn.ModuleList), found by name."""
+    import torch.nn as nn
+
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if name.split(".")[-1] in ("layers", "h", "blocks") and isinstance(module, nn.ModuleList)
+    ]
+    if not candidates:
+        raise RuntimeError("steerbench steering: no decoder layer list (e.g. model.layers) in this model")
+    return min(candidates, key=lambda item: item[0].count("."))[1]
+
+
+class TokenMultipliers:
+    """Per-token multipliers of the batch about to run, set by the model runner before each forward."""
+
+    def __init__(self) -> None:
+        self.values: Any = None  # torch.Tensor [num_tokens] or None: unsteered
+
+
+def install_steering(model: Any, settings: dict[str, Any]) -> None:
+    import torch
+
+    layers = decoder_layers(model)
+    parameter = next(model.parameters())
+    per_request = settings["mode"] == "per_request"
+    tokens = TokenMultipliers() if per_request else None
+    if per_request:
+        _patch_model_runner(tokens)
+    for key, values in settings["layers"].items():
+        index = int(key)
+        vector = torch.tensor(values, dtype=parameter.dtype, device=parameter.device)
+        if per_request:
+            hook = _per_token_hook(vector, tokens)
+        else:
+            multiplier = float(settings["multiplier"])
+            if multiplier == 0.0:
+                continue  # exactly the unsteered model
+            hook = _fixed_hook(multiplier * vector)
+        layers[index].register_forward_hook(hook)
+    logger.warning(
+        "steerbench steering: %s, layers %s, vector sha256 %s",
+        "per-request multipliers" if per_request else f"multiplier {settings['multiplier']}",
+        sorted(int(k) for k in settings["layers"]),
+        settings.get("vector_sha256", "?")[:12],
+    )
+
+
+def _add_to_stream(output: Any, delta: Any) -> Any:
+    if isinstance(output, tuple):
+        return (output[0] + delta, *output[1:])
+    return output + delta
+
+
+def _fixed_hook(delta: Any):
+    def hook(module, args, output):
+        return _add_to_stream(output, delta)
+
+    return hook
+
+
+def _per_token_hook(vector: Any, tokens: TokenMultipliers):
+    import torch
+
+    def hook(module, args, output):
+        multipliers = tokens.values
+        if multipliers is None:
+            return output
+        hidden = output[0] if isinstance(output, tuple) else output
+        rows = hidden.shape[0]
+        if multipliers.shape[0] < rows:  # padded batch: padding rows stay unsteered
+            multipliers = torch.cat([multipliers, multipliers.new_zeros(rows - multipliers.shape[0])])
+        scale = multipliers[:rows].to(dtype=hidden.dtype, device=hidden.device).unsqueeze(-1)
+        return _add_to_stream(output, scale * vector)
+
+    return hook
+
+
+def request_multiplier(sampling_params: Any) -> float:
+    extra = getattr(sampling_params, "extra_args", None) or {}
+    value = extra.get(REQUEST_FIELD, 0.0)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        logger.warning("steerbench steering: %s=%r is not a number; the request runs unsteered", REQUEST_FIELD, value)
+        return 0.0
+
+
+def _patch_model_runner(tokens: TokenMultipliers) -> None:
+    import numpy as np
+    import torch
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    original = GPUModelRunner._prepare_inputs
+    if getattr(original, "_steerbench_steering", False):
+        return
+
+    def _prepare_inputs(self, scheduler_output, num_scheduled_tokens, *args, **kwargs):
+        result = original(self, scheduler_output, num_scheduled_tokens, *args, **kwargs)
+        req_ids = self.input_batch.req_ids[: self.input_batch.num_reqs]
+        per_request = np.array([request_multiplier(self.requests[req_id].sampling_params) for req_id in req_ids])
+        if np.any(per_request != 0.0):
+            tokens.values = torch.from_numpy(np.repeat(per_request, np.asarray(num_scheduled_tokens)))
+        else:
+            tokens.values = None
+        return result
+
+    forward = GPUModelRunner._model_forward
+
+    def _model_forward(self, *args, **kwargs):
+        # Forwards that did not come through _prepare_inputs (warm-up, dummy runs) see no stale values.
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            tokens.values = None
+
+    _prepare_inputs._steerbench_steering = True  # type: ignore[attr-defined]
+    GPUModelRunner._prepare_inputs = _prepare_inputs  # type: ignore[method-assign]
+    GPUModelRunner._model_forward = _model_forward  # type: ignore[method-assign]

@@ -1,0 +1,142 @@
+"""One `steerbench serve` session: check the inputs, plan, start, announce `ready`, serve until stopped."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .launcher import (
+    ServeError,
+    check_ports_free,
+    start_servers,
+    stop_servers,
+    wait_until_ready,
+    watch,
+    write_deployments,
+    write_private,
+)
+from .model_info import read_model_shape
+from .plan import ServeOptions, ServePlan, deployment_lines, plan_servers
+from .vectors import load_vectors
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    options: ServeOptions
+    vector: Path
+    layer: int | None
+    normalize: bool
+    out: Path
+    log_dir: Path
+    dry_run: bool = False
+    startup_timeout: float = 900.0
+
+
+def vllm_is_cpu_build() -> bool:
+    try:
+        metadata.version("vllm-cpu")
+        return True
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        return "cpu" in metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def served_model_name(options: ServeOptions) -> str:
+    args = list(options.vllm_args)
+    for index, arg in enumerate(args):
+        if arg == "--served-model-name" and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--served-model-name="):
+            return arg.split("=", 1)[1]
+    return options.model
+
+
+def make_keys(options: ServeOptions, count: int) -> tuple[list[str], list[str] | None]:
+    """One random key per server; with --key-env, a key already exported as PREFIX_i is kept."""
+    if not options.key_env:
+        return [f"sb-{secrets.token_urlsafe(24)}" for _ in range(count)], None
+    names = [f"{options.key_env}_{index + 1}" for index in range(count)]
+    keys = [os.environ.get(name) or f"sb-{secrets.token_urlsafe(24)}" for name in names]
+    return keys, ["${" + name + "}" for name in names]
+
+
+def build_plan(request: ServeRequest) -> tuple[ServePlan, list[str] | None]:
+    """Everything that can be checked before starting anything: model, vector, layer, ports."""
+    shape = read_model_shape(request.options.model)
+    vectors = load_vectors(
+        request.vector, hidden_size=shape.hidden_size, num_layers=shape.num_layers,
+        layer=request.layer, normalize=request.normalize,
+    )
+    count = 1 if request.options.one_server else len(request.options.multipliers)
+    keys, key_refs = make_keys(request.options, count)
+    plan = plan_servers(request.options, vectors, keys, python=sys.executable)
+    return plan, key_refs
+
+
+def _require_vllm() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise ServeError(
+            "vLLM is not installed in this environment: pip install 'steerbench[serve]' (GPU) "
+            "or run scripts/setup_vllm_cpu.sh VENV (CPU)"
+        )
+
+
+def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None) -> int:
+    """Run the session; returns the exit code. Ctrl-C and SIGTERM stop every server it started."""
+    plan, key_refs = build_plan(request)
+    for note in plan.notes:
+        echo(note)
+    if request.dry_run:
+        for server in plan.servers:
+            labels = ",".join(m.label for m in server.multipliers)
+            echo(f"# multiplier {labels} on {server.url}")
+            echo(server.command_line(request.log_dir / server.settings_name))
+        return 0
+    _require_vllm()
+    check_ports_free(plan)
+    stop = stop or threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    running = start_servers(plan, request.log_dir)
+    try:
+        echo(f"starting {len(running)} vLLM server(s), logs in {request.log_dir}")
+        wait_until_ready(
+            running, request.startup_timeout, stop,
+            lambda server, seconds: echo(f"  {server.spec.url} answers after {seconds:.0f} s"),
+        )
+        lines = deployment_lines(plan, key_refs, served_model_name(request.options))
+        write_deployments(request.out, lines)
+        if key_refs:
+            env_file = request.out.with_name(request.out.name + ".env")
+            write_private(env_file, "".join(
+                f"export {ref[2:-1]}={shlex.quote(server.key)}\n" for ref, server in zip(key_refs, plan.servers)
+            ))
+            echo(f"keys: run `. {shlex.quote(str(env_file))}` (mode 0600) in the shell that runs steerbench")
+        echo(f"ready: {len(lines)} multiplier(s) on {len(running)} server(s), deployments in {request.out}")
+        died = watch(running, stop)
+        if died is not None:
+            echo(f"error: the vLLM server on port {died.spec.port} exited with code {died.process.returncode}; stopping the others")
+            return 1
+        echo("stopping")
+        return 0
+    except KeyboardInterrupt:
+        echo("stopping")
+        return 130
+    finally:
+        stop_servers(running)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
