@@ -89,7 +89,7 @@ def test_by_sample_averages_epochs() -> None:
 
 
 def test_the_sidecar_round_trips_and_old_or_foreign_files_give_empty_columns() -> None:
-    assert sidecar_path("logs/x/multiplier_0/a.eval") == "logs/x/multiplier_0/a.eval.health.json"
+    assert sidecar_path("logs/x/multiplier_0/a.eval") == "logs/x/multiplier_0/a.eval.health.jsonl"
     records = [sample_record("a", "stop", 2, 1), sample_record("", "max_tokens", 4, 2)]
     text = dumps_sidecar(records)
     assert len(text.splitlines()) == 3  # the header line, then one line per record

@@ -31,7 +31,7 @@ A cell without records (logs written before steerbench recorded health) has all 
 which the CSV writes as empty.
 
 The record is a small dict, cheap to build during the run. A log's records are kept in a
-sidecar next to it (`sidecar_path`: `<log>.eval.health.json`), JSON lines whose first line holds
+sidecar next to it (`sidecar_path`: `<log>.eval.health.jsonl`), JSON lines whose first line holds
 the cell's four values, so that `aggregate` reads one short line per log and never the log's
 samples; the report reads the records for its paired tests.
 """
@@ -50,7 +50,7 @@ HEALTH_COLUMNS = ["output_truncated_rate", "output_empty_rate", "output_repetiti
 TRUNCATED_STOP_REASONS = frozenset({"max_tokens", "model_length"})
 NGRAM = 4
 RECORD_VERSION = 1
-SIDECAR_SUFFIX = ".health.json"
+SIDECAR_SUFFIX = ".health.jsonl"  # not .json: Inspect would take "<timestamp>_....json" for a log
 SIDECAR_FORMAT = "steerbench-output-health"
 METADATA_KEY = "steerbench_health"  # the record's key when it is kept in sample metadata
 
@@ -146,7 +146,7 @@ def by_sample(records: Iterable[Mapping[str, Any]], measure: str) -> dict[str, f
 
 
 def sidecar_path(log_file: str) -> str:
-    """Where a log's health records are kept: `<log>.eval` -> `<log>.eval.health.json`."""
+    """Where a log's health records are kept: `<log>.eval` -> `<log>.eval.health.jsonl`."""
     return log_file + SIDECAR_SUFFIX
 
 
