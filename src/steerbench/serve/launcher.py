@@ -28,6 +28,8 @@ class ServeError(RuntimeError):
 def check_ports_free(plan: ServePlan) -> None:
     for server in plan.servers:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: a port whose old connections linger in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((server.host, server.port))
             except OSError:

@@ -154,6 +154,8 @@ def plan_servers(
                 argv += ["--tensor-parallel-size", str(options.tensor_parallel_size)]
         argv += list(options.vllm_args)
         env = {"HF_HUB_OFFLINE": "1"} if Path(options.model).expanduser().is_dir() else {}
+        # The per-request hook reads the V1 model runner's batch layout; pin that runner.
+        env["VLLM_USE_V2_MODEL_RUNNER"] = "0"
         if options.cpu_build:
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"  # the default pins every server to core 0
         if groups:

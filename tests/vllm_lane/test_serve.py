@@ -1,0 +1,99 @@
+"""Steering served by a real CPU vLLM: per-server and one-server modes against transformers' reference hook."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import LAYER, Served
+from reference import reference_tokens
+
+PROMPTS = ["What is two plus two?", "Which planet is red?", "The quick brown fox jumps over the lazy dog. " * 6]
+MAX_TOKENS = 12
+
+
+def ask(line: dict, prompt: str, extra: dict | None = None, max_tokens: int = MAX_TOKENS) -> list[int]:
+    """The greedy completion's token ids (text would hide a difference in a held-back partial character)."""
+    body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "return_token_ids": True, **(line.get("extra_body", {}) if extra is None else extra)}
+    request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)["choices"][0]["token_ids"]
+
+
+def by_multiplier(served: Served) -> dict[str, dict]:
+    return {line["multiplier"]: line for line in served.lines()}
+
+
+def test_deployments_file_is_private_and_carries_provenance(fleets, vector_file):
+    import hashlib
+
+    for served in fleets.values():
+        assert os.stat(served.deployments).st_mode & 0o777 == 0o600
+        lines = served.lines()
+        assert [line["multiplier"] for line in lines] == ["-1", "0", "1"]
+        for line in lines:
+            assert line["steering"] == {"model": line["steering"]["model"], "layer": LAYER,
+                                        "vector_sha256": hashlib.sha256(vector_file.read_bytes()).hexdigest(),
+                                        "normalized": False}
+    per_server, one = by_multiplier(fleets["per_server"]), by_multiplier(fleets["one_server"])
+    assert len({line["url"] for line in per_server.values()}) == 3
+    assert len({line["key"] for line in per_server.values()}) == 3
+    assert len({(line["url"], line["key"]) for line in one.values()}) == 1
+    assert one["1"]["extra_body"]["vllm_xargs"] == {"steer_multiplier": 1.0}
+    assert len({line["extra_body"]["cache_salt"] for line in one.values()}) == 3
+
+
+def test_zero_is_unsteered_and_nonzero_differs(fleets, tiny_model, vector_file):
+    per_server, one = by_multiplier(fleets["per_server"]), by_multiplier(fleets["one_server"])
+    for prompt in PROMPTS:
+        unsteered = reference_tokens(tiny_model, vector_file, LAYER, 0.0, prompt, MAX_TOKENS)
+        assert ask(per_server["0"], prompt) == unsteered
+        assert ask(one["0"], prompt) == unsteered
+        assert ask(one["0"], prompt, extra={}) == unsteered  # no steer_multiplier at all: unsteered
+        assert ask(per_server["1"], prompt) != unsteered
+        assert ask(per_server["-1"], prompt) != unsteered
+
+
+@pytest.mark.parametrize("multiplier", ["-1", "1"])
+def test_served_greedy_output_equals_transformers_hook(fleets, tiny_model, vector_file, multiplier):
+    per_server, one = by_multiplier(fleets["per_server"]), by_multiplier(fleets["one_server"])
+    for prompt in PROMPTS:
+        expected = reference_tokens(tiny_model, vector_file, LAYER, float(multiplier), prompt, MAX_TOKENS)
+        assert ask(per_server[multiplier], prompt) == expected
+        assert ask(one[multiplier], prompt) == expected
+
+
+def test_one_server_mixed_batches_match_dedicated_servers(fleets):
+    per_server, one = by_multiplier(fleets["per_server"]), by_multiplier(fleets["one_server"])
+    expected = {(m, p): ask(per_server[m], p) for m in per_server for p in PROMPTS}
+    jobs = [(m, p) for m in one for p in PROMPTS] * 3
+    with ThreadPoolExecutor(len(jobs)) as pool:  # all at once, so the engine batches multipliers together
+        answers = list(pool.map(lambda job: ask(one[job[0]], job[1]), jobs))
+    assert answers == [expected[job] for job in jobs]
+
+
+def test_prefix_cache_never_crosses_multipliers(fleets):
+    """The same long prompt at m = 0 first (filling the prefix cache), then at m = 1."""
+    per_server, one = by_multiplier(fleets["per_server"]), by_multiplier(fleets["one_server"])
+    prompt = "A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 " * 3 + "fresh"
+    at_zero = ask(one["0"], prompt)
+    at_one = ask(one["1"], prompt)
+    assert at_zero == ask(per_server["0"], prompt)
+    assert at_one == ask(per_server["1"], prompt)
+    assert at_one != at_zero
+
+
+def test_wrong_key_is_refused(fleets):
+    line = dict(by_multiplier(fleets["per_server"])["1"], key="sb-wrong")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        ask(line, "hello")
+    assert refused.value.code == 401
