@@ -20,5 +20,6 @@ export SLURM_CONF=$STEERBENCH_SLURM_DIR/slurm.conf
 [[ -x .venv/bin/python ]] || { echo "slurm lane: FAILED, reason: .venv/bin/python is missing (run .ci/run)"; exit 1; }
 .venv/bin/python -m pytest -q -m slurm tests/slurm -p no:cacheprovider
 status=$?
+[[ -f "$STEERBENCH_SLURM_DIR/measured.txt" ]] && sed 's/^/slurm lane: measured: /' "$STEERBENCH_SLURM_DIR/measured.txt"
 echo "slurm lane: pytest exit $status in $(( $(date +%s) - started )) s"
 exit $status
