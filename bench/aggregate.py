@@ -7,7 +7,7 @@ A real log is made once by running the bench's multiple-choice task against a si
 endpoint (real Inspect, real .eval file); it is then copied into a study's layout
 (`<category>/multiplier_<m>/`), each copy with its own steerbench cell in its header, so
 every copy is a distinct cell of realistic size. Then, from the same warm process:
-  - header-only: steerbench.aggregate.aggregate() (what `steerbench aggregate` does);
+  - header-only: steerbench.results.aggregate.aggregate() (what `steerbench aggregate` does);
   - full: inspect_ai.log.read_eval_log() of every log with its samples;
 and finally the `steerbench aggregate` command itself, start to finish, as a user runs it.
 """
@@ -40,7 +40,7 @@ def make_template(samples: int, folder: Path) -> Path:
     from inspect_ai.model import GenerateConfig, get_model
     from mc_task import mc, responder
 
-    from steerbench.simulator import SimulatedEndpoint
+    from steerbench.sim.simulator import SimulatedEndpoint
 
     endpoint = SimulatedEndpoint(0.5, responder, model="simulated-steered-model").start()
     try:
@@ -89,7 +89,7 @@ def make_study(template: Path, count: int, root: Path) -> list[Path]:
 
 
 def time_headers(root: Path) -> tuple[float, int]:
-    from steerbench.aggregate import aggregate
+    from steerbench.results.aggregate import aggregate
 
     started = time.perf_counter()
     result = aggregate(str(root))
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"aggregate produced {rows} rows, expected {args.logs}")
         if samples != args.logs * args.samples:
             problems.append(f"full reads found {samples} samples, expected {args.logs * args.samples}")
-        print(f"header-only (steerbench.aggregate.aggregate): {headers:.2f} s")
+        print(f"header-only (steerbench.results.aggregate.aggregate): {headers:.2f} s")
         print(f"full reads (read_eval_log with samples):      {full:.2f} s")
         print(f"ratio full / header-only:                     {full / headers:.0f}x")
         print(f"`steerbench aggregate` command, end to end:   {command:.2f} s")

@@ -88,7 +88,7 @@ def _serve(conn: Any, multipliers: list[str], latency: float, concurrency: int) 
     sys.path.insert(0, str(BENCH))
     from mc_task import responder
 
-    from steerbench.simulator import SimulatedEndpoint
+    from steerbench.sim.simulator import SimulatedEndpoint
 
     endpoints = [
         SimulatedEndpoint(float(m), responder, model=MODEL, latency=latency, max_concurrency=concurrency).start()
@@ -197,7 +197,7 @@ def machine_cpu_seconds() -> float:
 
 
 def provider(label: str) -> str:
-    from steerbench.config import parse_multiplier
+    from steerbench.core.config import parse_multiplier
 
     return parse_multiplier(label, "bench", None).provider
 

@@ -35,7 +35,7 @@ def expected_accuracy(multiplier: float, samples: int) -> float:
 
 
 def responder(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
-    from steerbench.simulator import message_text
+    from steerbench.sim.simulator import message_text
 
     text = message_text(messages[-1])
     found = _NUMBER.search(text)

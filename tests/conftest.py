@@ -1,16 +1,11 @@
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import toy_benchmarks, toy_responder  # noqa: E402
-
-from steerbench.simulator import SimulatedFleet  # noqa: E402
+from steerbench.sim.simulator import SimulatedFleet
+from tests.helpers import toy_benchmarks, toy_responder
 
 MULTIPLIERS = [-1.0, -0.5, 0.0, 0.5, 1.0]
 

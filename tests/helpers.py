@@ -1,15 +1,19 @@
-"""Shared pieces of the test suite: a responder with known scores, config writers."""
+"""Shared pieces of the test suite: a responder with known scores, config writers, a JSON answer helper."""
 
 from __future__ import annotations
 
 import json
 import re
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from steerbench.simulator import message_text
+from steerbench.sim.simulator import message_text
 
-TASKS_FILE = Path(__file__).parent / "tasks" / "toy.py"
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+STUBS = TESTS / "stubs"  # the labelled IFEval stand-in (instruction_following_eval)
+TASKS_FILE = TESTS / "tasks" / "toy.py"
 CAPITALS = {"Kenya": "Nairobi", "Peru": "Lima", "Chile": "Santiago", "Egypt": "Cairo"}
 
 
@@ -67,3 +71,13 @@ def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
                 for info in archive.infolist():
                     found.append((path / info.filename, archive.read(info)))
     return found
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+    """Answer a request to one of the tests' own servers with `payload` as JSON."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

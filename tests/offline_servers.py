@@ -20,8 +20,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from steerbench.offline_data import identify, respond
-from steerbench.simulator import send_json
+from steerbench.sim.offline_data import identify, respond
+from tests.helpers import send_json
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -1,19 +1,33 @@
-"""What run and aggregate print for people: the plan, warnings, planned cells."""
+"""Everything the commands print, in one place: plans, run summaries, the status grid, check reports, flags."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import click
 
-from .config import load_benchmarks, load_deployments
-from .plan import Plan
-from .run import join_path
+from ..core.cells import cell_label, multiplier_sort_key
+from ..core.paths import join_path
+
+Out = Callable[[str], None]
 
 
-def print_plan(plan: Plan, log_root: str, out: Callable[[str], None] = click.echo) -> None:
+def say(line: str = "") -> None:
+    """One line on stdout."""
+    click.echo(line)
+
+
+def error(line: str) -> None:
+    """One line on stderr."""
+    click.echo(line, err=True)
+
+
+# ---------------------------------------------------------------- run
+
+
+def print_plan(plan: Any, log_root: str, out: Out = say) -> None:
     out(f"plan: {len(plan.cells)} cell(s) over {len(plan.deployments)} endpoint(s); nothing will be sent (dry run)")
     out("endpoints:")
     for dep in plan.deployments:
@@ -34,25 +48,135 @@ def print_plan(plan: Plan, log_root: str, out: Callable[[str], None] = click.ech
     print_sandbox_warning(plan, out)
 
 
-def print_sandbox_warning(plan: Plan, out: Callable[[str], None] | None = None) -> None:
+def print_sandbox_warning(plan: Any, out: Out = error) -> None:
     local = sorted({c.benchmark for c in plan.cells if c.sandbox == "local"})
     if local:
-        message = (
+        out(
             f"WARNING: sandbox=local: {', '.join(local)} will execute model-written code directly on this "
             "machine, with your user's permissions. Use --sandbox docker where Docker is available."
         )
-        (out or (lambda s: click.echo(s, err=True)))(message)
 
 
-def planned_cells(deployments_path: str, benchmarks_path: str) -> list[tuple[str, str, str, str]] | None:
-    """Every (benchmark, subset, multiplier, category) the two files describe, if both exist."""
-    if not (os.path.exists(deployments_path) and os.path.exists(benchmarks_path)):
-        return None
-    deployments = load_deployments(deployments_path)
-    benchmarks = load_benchmarks(benchmarks_path)
-    return [
-        (b.name, s.name, d.multiplier.label, b.category)
-        for b in benchmarks
-        for s in b.subsets
-        for d in deployments
-    ]
+def summary_lines(result: Any) -> list[str]:
+    """The table `run` ends with: one row per cell, then the counts (a RunResult)."""
+    rows = sorted(result.outcomes, key=lambda o: (o.cell.category, o.cell.benchmark, o.cell.subset, o.cell.multiplier.value))
+    lines = ["", f"{'benchmark':<22} {'multiplier':>10}  {'status':<9} {'samples':>9}  detail"]
+    for o in rows:
+        samples = f"{o.completed}/{o.total}"
+        detail = o.headline if o.status == "success" else (o.error or "")
+        lines.append(f"{o.cell.label:<22} {o.cell.multiplier.label:>10}  {o.status:<9} {samples:>9}  {detail}")
+    done = sum(1 for o in rows if o.status == "success")
+    lines.append(f"\n{done} done, {len(rows) - done} failed, in {result.seconds:.0f} s")
+    return lines
+
+
+def print_summary(result: Any, out: Out = say) -> None:
+    for line in summary_lines(result):
+        out(line)
+
+
+# ---------------------------------------------------------------- aggregate and report
+
+
+def print_flags(flags: Sequence[Any], out: Out = say) -> None:
+    """Cells to check before trusting the numbers (steerbench.results.flags), one line each."""
+    if flags:
+        out(f"{len(flags)} flag(s): check these cells before trusting the numbers")
+    for flag in flags:
+        out(f"flag: {flag}")
+
+
+def print_skipped(skipped: Iterable[str], out: Out = error) -> None:
+    for reason in skipped:
+        out(f"warning: skipped unreadable log {reason}")
+
+
+# ---------------------------------------------------------------- status
+
+
+def format_grid(status: Any) -> list[str]:
+    """The grid as text lines: one row per benchmark (subset), one column per multiplier."""
+    row_labels = [cell_label(b, s) for b, s, _ in status.rows]
+    first = max([len("benchmark"), *map(len, row_labels)])
+    texts = {(c.benchmark, c.subset, multiplier_sort_key(c.multiplier)): c.short for c in status.cells}
+    width = max([6, *(len(m) for m in status.multipliers), *(len(t) for t in texts.values())])
+    lines = [f"{'benchmark':<{first}}  " + "  ".join(f"{m:>{width}}" for m in status.multipliers)]
+    for (benchmark, subset, _), label in zip(status.rows, row_labels):
+        values = [texts.get((benchmark, subset, multiplier_sort_key(m)), "") for m in status.multipliers]
+        lines.append(f"{label:<{first}}  " + "  ".join(f"{v:>{width}}" for v in values))
+    return lines
+
+
+def print_status(status: Any, out: Out = say) -> None:
+    from ..results.status import STATES
+
+    out(f"log root: {status.log_root}")
+    if not status.cells:
+        out("no logs and no planned cells (is this the right --log-root, with deployments.jsonl and benchmarks.jsonl here?)")
+        return
+    for line in format_grid(status):
+        out(line)
+    counts = status.counts()
+    out("")
+    out(f"{len(status.cells)} cell(s): " + ", ".join(f"{counts[s]} {s}" for s in STATES))
+    for cell in status.cells:
+        if cell.state == "failed":
+            out(f"failed: {cell.key.where}: {cell.error}")
+    if not status.running_from_locks and counts["running"]:
+        out("note: object stores have no locks, so a run that was killed also shows as running until it is resumed")
+    for reason in status.skipped:
+        out(f"warning: skipped unreadable log {reason}")
+
+
+# ---------------------------------------------------------------- check
+
+
+def print_check_report(report: Any, prompts: int, out: Out = say) -> None:
+    out("endpoints (GET /models with each key):")
+    for status in report.endpoints:
+        dep = status.deployment
+        latency = f"{status.latency_ms:.0f} ms" if status.latency_ms is not None else "-"
+        if status.ok:
+            out(f"  multiplier {dep.multiplier.label:>6}  ok      model {status.served_model}  latency {latency}  {dep.url}")
+        else:
+            reason = (status.problem or "").split(": ", 1)[-1]
+            out(f"  multiplier {dep.multiplier.label:>6}  FAILED  {reason}")
+    if report.answers:
+        out(f"steering sanity check: {prompts} prompt(s) at temperature 0 to each endpoint")
+        for answers in report.answers:
+            first = " ".join(answers.answers[0].split()) if answers.answers else ""
+            out(f"  multiplier {answers.multiplier:>6}  {answers.latency_ms:.0f} ms per answer  \"{first[:60]}\"")
+    if report.pairs:
+        out("answer similarity between multipliers (1.00 = identical):")
+        for line in similarity_matrix(report):
+            out("  " + line)
+    for warning in report.warnings:
+        out(f"warning: {warning}")
+    if report.problems:
+        out(f"check failed: {len(report.problems)} problem(s)")
+        for problem in report.problems:
+            out(f"  - {problem}")
+    else:
+        out("check passed")
+
+
+def similarity_matrix(report: Any) -> list[str]:
+    labels = [a.multiplier for a in report.answers]
+    score = {(p.first, p.second): p.similarity for p in report.pairs}
+    score.update({(b, a): s for (a, b), s in score.items()})
+    width = max(6, *(len(label) for label in labels))
+    lines = [" " * width + "".join(f"{label:>{width + 2}}" for label in labels)]
+    for a in labels:
+        cells = ["-" if a == b else f"{score[(a, b)]:.2f}" for b in labels]
+        lines.append(f"{a:>{width}}" + "".join(f"{c:>{width + 2}}" for c in cells))
+    return lines
+
+
+# ---------------------------------------------------------------- prefetch
+
+
+def print_prefetch(statuses: Sequence[Any], summary: str, out: Out = say) -> None:
+    width = max(len(s.label) for s in statuses)
+    for s in statuses:
+        out(f"  {s.label:<{width}}  {s.state:<10}  {s.eval_name}" + (f"  {s.detail}" if s.detail else ""))
+    out(summary)

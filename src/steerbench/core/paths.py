@@ -9,6 +9,11 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
+def join_path(root: str, *parts: str) -> str:
+    """A path under a log root, local or remote, joined with "/"."""
+    return "/".join([root.rstrip("/"), *parts])
+
+
 def ensure_parent(path: str) -> None:
     if not is_remote(path):
         parent = os.path.dirname(os.path.abspath(path))

@@ -1,12 +1,15 @@
-"""What to run: expand (multiplier x benchmark x subset) into cells. Pure: no I/O, no network."""
+"""What to run: (multiplier x benchmark x subset) expanded into cells, and the grid the two input files plan."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .cells import CellKey, cell_label
 from .config import (
     DEFAULT_MAX_CONNECTIONS,
     GENERATE_DEFAULTS,
@@ -14,9 +17,11 @@ from .config import (
     ConfigError,
     Deployment,
     Multiplier,
+    load_benchmarks,
+    load_deployments,
     parse_multiplier,
 )
-from .tasks import TaskSignature, fewshot_default
+from .signature import TaskSignature, fewshot_default
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,9 @@ class RunOptions:
     generate: dict[str, Any] = field(default_factory=dict)  # per-run overrides of GENERATE_DEFAULTS
     sandbox: str | None = None  # --sandbox: override for tasks that run code
     shard: tuple[int, int] | None = None  # (i, n), 1-based
+    # test and demo switches, carried to every worker as fields of its job:
+    retry_wait: float | None = None  # seconds between request retries instead of Inspect's backoff
+    trust_gpqa_sha256: str | None = None  # the synthetic GPQA CSV's checksum, trusted (demo, tests)
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,11 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.benchmark}[{self.subset}]" if self.subset else self.benchmark
+        return cell_label(self.benchmark, self.subset)
+
+    @property
+    def cell_key(self) -> CellKey:
+        return CellKey(self.benchmark, self.subset, self.multiplier.label, self.category)
 
     @property
     def key(self) -> str:
@@ -68,15 +80,20 @@ class Plan:
     deployments: tuple[Deployment, ...]
     options: RunOptions
     warnings: tuple[str, ...]
+    benchmarks: tuple[Benchmark, ...] = ()  # the chosen benchmarks, in benchmarks.jsonl order
+    signatures: dict[str, TaskSignature] = field(default_factory=dict)  # benchmark name -> its task
+
+    @property
+    def planned_benchmarks(self) -> list[Benchmark]:
+        """The chosen benchmarks that have a cell in this plan (a shard may hold fewer)."""
+        names = {c.benchmark for c in self.cells}
+        return [b for b in self.benchmarks if b.name in names]
 
     def by_multiplier(self) -> dict[float, list[Cell]]:
         groups: dict[float, list[Cell]] = {}
         for cell in self.cells:
             groups.setdefault(cell.multiplier.value, []).append(cell)
         return groups
-
-    def deployment_for(self, multiplier: Multiplier) -> Deployment:
-        return next(d for d in self.deployments if d.multiplier.value == multiplier.value)
 
 
 def _select_deployments(deployments: list[Deployment], options: RunOptions) -> list[Deployment]:
@@ -125,7 +142,8 @@ def effective_generate(bench: Benchmark, options: RunOptions) -> dict[str, Any]:
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def _task_args(bench: Benchmark, subset_args: dict[str, Any], sig: TaskSignature, sandbox: str | None) -> dict[str, Any]:
+def task_args(bench: Benchmark, subset_args: dict[str, Any], sig: TaskSignature, sandbox: str | None) -> dict[str, Any]:
+    """What the task is created with: its arguments, the subset's, shots, grader and sandbox."""
     args: dict[str, Any] = {**bench.task_args, **subset_args}
     if bench.shots is not None and sig.fewshot_param:
         args[sig.fewshot_param] = bench.shots
@@ -189,7 +207,7 @@ def build_plan(
                         category=bench.category,
                         multiplier=dep.multiplier,
                         eval_name=bench.eval_name,
-                        task_args=_task_args(bench, subset.task_args, sig, sandbox),
+                        task_args=task_args(bench, subset.task_args, sig, sandbox),
                         generate=effective_generate(bench, options),
                         model_roles=roles,
                         sandbox=sandbox,
@@ -201,4 +219,22 @@ def build_plan(
         if not (1 <= index <= count):
             raise ConfigError("command line", f"shard {index}/{count} is out of range (use i/n with 1 <= i <= n)", field="--shard")
         cells = [c for c in cells if shard_of(c, count) == index - 1]
-    return Plan(tuple(cells), tuple(chosen_deployments), options, tuple(warnings))
+    return Plan(tuple(cells), tuple(chosen_deployments), options, tuple(warnings),
+                tuple(chosen_benchmarks), {b.name: signatures[b.name] for b in chosen_benchmarks})
+
+
+def grid(deployments: list[Deployment], benchmarks: list[Benchmark]) -> list[CellKey]:
+    """Every cell the two files describe, benchmark by benchmark, subset by subset, multiplier by multiplier."""
+    return [
+        CellKey(b.name, s.name, d.multiplier.label, b.category)
+        for b in benchmarks
+        for s in b.subsets
+        for d in deployments
+    ]
+
+
+def planned_cells(deployments_path: str | Path, benchmarks_path: str | Path) -> list[CellKey] | None:
+    """The grid of deployments.jsonl x benchmarks.jsonl, if both files exist (else None)."""
+    if not (os.path.exists(deployments_path) and os.path.exists(benchmarks_path)):
+        return None
+    return grid(load_deployments(deployments_path), load_benchmarks(benchmarks_path))

@@ -1,6 +1,6 @@
-"""`steerbench check`: the preflight `run` performs, on its own, plus a steering sanity check.
+"""The preflight `run` performs, on its own, plus a steering sanity check (`steerbench check`).
 
-The preflight (steerbench.study.preflight_report) asks every endpoint for its models with its
+The preflight (steerbench.execution.study.preflight_report) asks every endpoint for its models with its
 key (reachable, key accepted, served model, round-trip latency), and checks task dependencies,
 grader keys and the log root. The steering sanity check then sends the same few prompts at
 temperature 0 to every endpoint and compares the answers: two multipliers that answer
@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
+from ..core.plan import Plan
 from .endpoints import EndpointStatus
-from .plan import Plan
 from .redaction import Redactor
 
 # Open-ended on purpose: a steered model's wording drifts even where a multiple-choice
@@ -154,14 +152,13 @@ def identical_warnings(pairs: list[PairComparison]) -> list[str]:
 
 def run_check(
     plan: Plan,
-    benchmarks_path: str | Path,
     log_root: str | None = None,
     prompts: tuple[str, ...] = SANITY_PROMPTS,
     timeout: float = 60.0,
 ) -> CheckReport:
     from .study import preflight_report
 
-    preflight = preflight_report(plan, benchmarks_path, log_root)
+    preflight = preflight_report(plan, log_root)
     redactor = Redactor(preflight.keys.values())
     healthy = [s for s in preflight.endpoints if s.ok]
     answers, answer_problems = collect_answers(healthy, preflight.keys, prompts, timeout)
@@ -176,47 +173,3 @@ def run_check(
     if len(answers) < 2 and len(plan.deployments) >= 2:
         report.warnings.append("fewer than two endpoints answered, so steering could not be compared")
     return report
-
-
-# ---------------------------------------------------------------- printing
-
-
-def print_report(report: CheckReport, prompts: int, out: Callable[[str], None]) -> None:
-    out("endpoints (GET /models with each key):")
-    for status in report.endpoints:
-        dep = status.deployment
-        latency = f"{status.latency_ms:.0f} ms" if status.latency_ms is not None else "-"
-        if status.ok:
-            out(f"  multiplier {dep.multiplier.label:>6}  ok      model {status.served_model}  latency {latency}  {dep.url}")
-        else:
-            reason = (status.problem or "").split(": ", 1)[-1]
-            out(f"  multiplier {dep.multiplier.label:>6}  FAILED  {reason}")
-    if report.answers:
-        out(f"steering sanity check: {prompts} prompt(s) at temperature 0 to each endpoint")
-        for answers in report.answers:
-            first = " ".join(answers.answers[0].split()) if answers.answers else ""
-            out(f"  multiplier {answers.multiplier:>6}  {answers.latency_ms:.0f} ms per answer  \"{first[:60]}\"")
-    if report.pairs:
-        out("answer similarity between multipliers (1.00 = identical):")
-        for line in similarity_matrix(report):
-            out("  " + line)
-    for warning in report.warnings:
-        out(f"warning: {warning}")
-    if report.problems:
-        out(f"check failed: {len(report.problems)} problem(s)")
-        for problem in report.problems:
-            out(f"  - {problem}")
-    else:
-        out("check passed")
-
-
-def similarity_matrix(report: CheckReport) -> list[str]:
-    labels = [a.multiplier for a in report.answers]
-    score = {(p.first, p.second): p.similarity for p in report.pairs}
-    score.update({(b, a): s for (a, b), s in score.items()})
-    width = max(6, *(len(label) for label in labels))
-    lines = [" " * width + "".join(f"{label:>{width + 2}}" for label in labels)]
-    for a in labels:
-        cells = ["-" if a == b else f"{score[(a, b)]:.2f}" for b in labels]
-        lines.append(f"{a:>{width}}" + "".join(f"{c:>{width + 2}}" for c in cells))
-    return lines

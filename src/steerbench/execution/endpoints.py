@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import ConfigError, Deployment
+from ..core.config import ConfigError, Deployment
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ def _models_url(url: str) -> str:
 def probe_endpoint(deployment: Deployment, key: str, timeout: float = 10.0) -> EndpointStatus:
     import httpx
 
-    label = f"multiplier {deployment.multiplier.label} ({deployment.url})"
+    label = _label(deployment)
 
     def fail(problem: str, models: tuple[str, ...] = (), latency: float | None = None) -> EndpointStatus:
         return EndpointStatus(deployment, False, None, models, latency, f"{label}: {problem}")
@@ -66,11 +66,28 @@ def probe_endpoint(deployment: Deployment, key: str, timeout: float = 10.0) -> E
     return EndpointStatus(deployment, True, models[0], models, latency, None)
 
 
+def _label(deployment: Deployment) -> str:
+    return f"multiplier {deployment.multiplier.label} ({deployment.url})"
+
+
 def probe_all(deployments: list[Deployment], keys: dict[float, str], timeout: float = 10.0) -> list[EndpointStatus]:
+    """Every deployment's status; deployments that share a server (URL, key, model) are probed once."""
     if not deployments:
         return []
-    with ThreadPoolExecutor(max_workers=min(16, len(deployments))) as pool:
-        return list(pool.map(lambda d: probe_endpoint(d, keys[d.multiplier.value], timeout), deployments))
+    servers: dict[tuple[str, str, str | None], Deployment] = {}
+    for d in deployments:
+        servers.setdefault((d.url.rstrip("/"), keys[d.multiplier.value], d.model), d)
+    with ThreadPoolExecutor(max_workers=min(16, len(servers))) as pool:
+        probed = dict(zip(servers, pool.map(lambda d: probe_endpoint(d, keys[d.multiplier.value], timeout), servers.values())))
+    statuses = []
+    for d in deployments:
+        server = (d.url.rstrip("/"), keys[d.multiplier.value], d.model)
+        status, first = probed[server], servers[server]
+        if d is not first:
+            problem = status.problem.replace(_label(first), _label(d), 1) if status.problem else None
+            status = replace(status, deployment=d, problem=problem)
+        statuses.append(status)
+    return statuses
 
 
 def resolve_keys(deployments: list[Deployment]) -> dict[float, str]:

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .config import Multiplier
-from .paths import is_remote
+from ..core.config import Multiplier
+from ..core.paths import is_remote
 
 LOCK_FOLDER = ".steerbench-locks"
 

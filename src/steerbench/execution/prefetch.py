@@ -1,4 +1,4 @@
-"""`steerbench prefetch`: put every dataset benchmarks.jsonl needs into the local caches, once.
+"""Putting every dataset benchmarks.jsonl needs into the local caches, once (`steerbench prefetch`).
 
 A study starts one eval per (benchmark, multiplier); each loads its dataset when its task
 is created, and parallel loads from the Hugging Face Hub run into its rate limits (which
@@ -31,10 +31,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .config import Benchmark, Subset, load_benchmarks
+from ..core.cells import cell_label
+from ..core.config import Benchmark, load_benchmarks
+from ..core.plan import task_args
+from ..logs.errors import first_line
+from .preflight import OFFLINE_SWITCHES, is_offline, missing_dependency
 
-OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-STATES = ("cached", "downloaded", "failed")
+DATASET_STATES = ("cached", "downloaded", "failed")
 PLACEHOLDER_GRADER = "mockllm/model"
 
 
@@ -45,7 +48,7 @@ class DatasetStatus:
 
     label: str  # benchmark, or benchmark[subset]
     eval_name: str
-    state: str  # one of STATES
+    state: str  # one of DATASET_STATES
     detail: str = ""
 
 
@@ -56,61 +59,37 @@ class TaskToLoad:
     task_args: dict[str, Any]
 
 
-def is_offline(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
-    environ = os.environ if environ is None else environ
-    return any(environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE") for name in OFFLINE_SWITCHES)
-
-
 def tasks_to_load(benchmarks: list[Benchmark]) -> list[TaskToLoad]:
     """Each benchmark subset with the task arguments that decide what it loads
     (its own arguments and the few-shot count; graders and sandboxes load nothing)."""
-    from .tasks import resolve_benchmarks
+    from ..tasks.resolve import resolve_benchmarks
 
     signatures = resolve_benchmarks(benchmarks)  # unknown tasks or arguments: ConfigError, as for `run`
     loads = []
     for bench in benchmarks:
-        fewshot, grader = signatures[bench.name].fewshot_param, signatures[bench.name].grader_param
+        sig = signatures[bench.name]
         for subset in bench.subsets:
-            args = {**bench.task_args, **subset.task_args}
-            if bench.shots is not None and fewshot:
-                args[fewshot] = bench.shots
-            if grader:
+            args = task_args(bench, subset.task_args, sig, sandbox=None)  # as the plan creates it
+            if sig.grader_param:
                 # a task creates its grader model along with it (Sycophancy's defaults to the
                 # evaluated one, which prefetch has not got); Inspect's mock model needs no key
-                args[grader] = PLACEHOLDER_GRADER
-            loads.append(TaskToLoad(_label(bench, subset), bench.eval_name, args))
+                args[sig.grader_param] = PLACEHOLDER_GRADER
+            loads.append(TaskToLoad(cell_label(bench.name, subset.name), bench.eval_name, args))
     return loads
-
-
-def _label(bench: Benchmark, subset: Subset) -> str:
-    return f"{bench.name}[{subset.name}]" if subset.name else bench.name
 
 
 # ---------------------------------------------------------------- creating tasks
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else ""
-    return f"{type(error).__name__}: {line}"[:300]
-
-
-def _dependency_problem(eval_name: str) -> str | None:
-    import importlib.util
-
-    from .preflight import TASK_DEPENDENCIES
-
-    need = TASK_DEPENDENCIES.get(eval_name)
-    if need and importlib.util.find_spec(need[0]) is None:
-        return f"needs the Python module {need[0]!r}; {need[1]}"
-    return None
+def _error_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {first_line(str(error))}"[:300]
 
 
 def create_task(load: TaskToLoad) -> str | None:
     """Create the task (which loads its datasets); None if it worked, else why not."""
-    from inspect_ai._eval.loader import load_task_spec
+    from ..boundary.tasks import load_task_spec
 
-    problem = _dependency_problem(load.eval_name)
+    problem = missing_dependency(load.eval_name)
     if problem:
         return problem
     # tasks print "Loading dataset ..." on stdout, which is this command's report
@@ -118,7 +97,7 @@ def create_task(load: TaskToLoad) -> str | None:
         try:
             load_task_spec(load.eval_name, dict(load.task_args))
         except Exception as error:
-            return _first_line(error)
+            return _error_line(error)
     return None
 
 
@@ -174,14 +153,16 @@ def _not_cached(problem: str, hosts: list[str]) -> str:
     return problem
 
 
-def check_cached(loads: list[TaskToLoad]) -> list[DatasetStatus]:
+def check_cached(loads: list[TaskToLoad], trust_gpqa_sha256: str | None = None) -> list[DatasetStatus]:
     """Create every task from the local caches only. This process must be offline
-    (`datasets` and `huggingface_hub` read the switches at import)."""
-    from .offline_data import apply_offline_patches
-    from .run import SYNTHETIC_DATA_ENV
+    (`datasets` and `huggingface_hub` read the switches at import). trust_gpqa_sha256: the
+    synthetic GPQA CSV's checksum, trusted (demo, tests)."""
+    from ..boundary.offline import disable_dataset_retries, trust_gpqa_csv
 
     # offline a retry cannot help: inspect_evals would back off for minutes before failing
-    apply_offline_patches(trust_synthetic_gpqa=bool(os.environ.get(SYNTHETIC_DATA_ENV)))
+    disable_dataset_retries()
+    if trust_gpqa_sha256:
+        trust_gpqa_csv(trust_gpqa_sha256)
     _quiet_datasets()
     statuses = []
     for load in loads:
@@ -194,13 +175,13 @@ def check_cached(loads: list[TaskToLoad]) -> list[DatasetStatus]:
     return statuses
 
 
-def check_in_child(loads: list[TaskToLoad]) -> list[DatasetStatus]:
+def check_in_child(loads: list[TaskToLoad], trust_gpqa_sha256: str | None = None) -> list[DatasetStatus]:
     """check_cached in a fresh process with the offline switches set."""
     with tempfile.TemporaryDirectory(prefix="steerbench-prefetch-") as folder:
         request, answer = Path(folder) / "loads.json", Path(folder) / "statuses.json"
-        request.write_text(json.dumps([asdict(load) for load in loads]))
+        request.write_text(json.dumps({"loads": [asdict(load) for load in loads], "trust_gpqa_sha256": trust_gpqa_sha256}))
         env = {**os.environ, **{name: "1" for name in OFFLINE_SWITCHES}}
-        proc = subprocess.run([sys.executable, "-m", "steerbench.prefetch", str(request), str(answer)],
+        proc = subprocess.run([sys.executable, "-m", "steerbench.execution.prefetch", str(request), str(answer)],
                               env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not answer.exists():
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -211,15 +192,17 @@ def check_in_child(loads: list[TaskToLoad]) -> list[DatasetStatus]:
 # ---------------------------------------------------------------- prefetch
 
 
-def prefetch(benchmarks_path: str | Path, say: Callable[[str], None] = lambda line: None) -> list[DatasetStatus]:
+def prefetch(benchmarks_path: str | Path, say: Callable[[str], None] = lambda line: None,
+             trust_gpqa_sha256: str | None = None) -> list[DatasetStatus]:
     """Cached / downloaded / failed, per benchmark (subset) of benchmarks.jsonl, in its order.
-    `say` hears what is being done (the slow parts), one line at a time."""
+    `say` hears what is being done (the slow parts), one line at a time. trust_gpqa_sha256:
+    the synthetic GPQA CSV's checksum, trusted (demo, tests)."""
     loads = tasks_to_load(load_benchmarks(benchmarks_path))
     if is_offline():
         say(f"checking the local caches for {len(loads)} task(s) (offline: nothing is downloaded)")
-        return check_cached(loads)
+        return check_cached(loads, trust_gpqa_sha256)
     say(f"checking the local caches for {len(loads)} task(s)")
-    statuses = {s.label: s for s in check_in_child(loads)}
+    statuses = {s.label: s for s in check_in_child(loads, trust_gpqa_sha256)}
     downloaded = []
     for load in loads:
         if statuses[load.label].state == "cached":
@@ -232,7 +215,7 @@ def prefetch(benchmarks_path: str | Path, say: Callable[[str], None] = lambda li
             downloaded.append(load)
     if downloaded:
         say(f"checking that the {len(downloaded)} download(s) load offline")
-        for status in check_in_child(downloaded):
+        for status in check_in_child(downloaded, trust_gpqa_sha256):
             if status.state != "cached":
                 statuses[status.label] = DatasetStatus(status.label, status.eval_name, "failed",
                                                        f"downloaded, but an offline run still cannot load it: {status.detail}")
@@ -240,13 +223,15 @@ def prefetch(benchmarks_path: str | Path, say: Callable[[str], None] = lambda li
 
 
 def summary(statuses: list[DatasetStatus]) -> str:
-    counts = {state: sum(1 for s in statuses if s.state == state) for state in STATES}
-    return ", ".join(f"{counts[state]} {state}" for state in STATES)
+    counts = {state: sum(1 for s in statuses if s.state == state) for state in DATASET_STATES}
+    return ", ".join(f"{counts[state]} {state}" for state in DATASET_STATES)
 
 
 def _child_main(request: str, answer: str) -> None:
-    loads = [TaskToLoad(**load) for load in json.loads(Path(request).read_text())]
-    Path(answer).write_text(json.dumps([asdict(status) for status in check_cached(loads)]))
+    asked = json.loads(Path(request).read_text())
+    loads = [TaskToLoad(**load) for load in asked["loads"]]
+    statuses = check_cached(loads, asked["trust_gpqa_sha256"])
+    Path(answer).write_text(json.dumps([asdict(status) for status in statuses]))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""Checks made before any eval runs: task dependencies and grader credentials."""
+"""Checks made before any eval runs: task dependencies, grader credentials, the log root, offline mode."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 
-from .config import Benchmark
+from ..core.config import Benchmark
+from ..logs.errors import first_line
 
 # Extra modules some inspect_evals tasks import when they are created, and how to get them.
 TASK_DEPENDENCIES: dict[str, tuple[str, str]] = {
@@ -14,6 +15,9 @@ TASK_DEPENDENCIES: dict[str, tuple[str, str]] = {
         "it is not on PyPI: pip install git+https://github.com/josejg/instruction_following_eval",
     ),
 }
+
+# Hugging Face's switches for working from the local caches only.
+OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 # Provider prefix of a grader model -> environment variable holding its key.
 PROVIDER_KEYS = {
@@ -26,13 +30,22 @@ PROVIDER_KEYS = {
 }
 
 
+def is_offline(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
+    """Whether this process may only use the local dataset caches (HF_HUB_OFFLINE and the like)."""
+    environ = os.environ if environ is None else environ
+    return any(environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE") for name in OFFLINE_SWITCHES)
+
+
+def missing_dependency(eval_name: str) -> str | None:
+    """What a task needs that is not installed ("needs the Python module ...; how to get it"), or None."""
+    need = TASK_DEPENDENCIES.get(eval_name)
+    if need and importlib.util.find_spec(need[0]) is None:
+        return f"needs the Python module {need[0]!r}; {need[1]}"
+    return None
+
+
 def dependency_problems(benchmarks: list[Benchmark]) -> list[str]:
-    problems = []
-    for bench in benchmarks:
-        need = TASK_DEPENDENCIES.get(bench.eval_name)
-        if need and importlib.util.find_spec(need[0]) is None:
-            problems.append(f"{bench.name} needs the Python module {need[0]!r}; {need[1]}")
-    return problems
+    return [f"{bench.name} {problem}" for bench in benchmarks if (problem := missing_dependency(bench.eval_name))]
 
 
 def grader_problems(benchmarks: list[Benchmark], environ: dict[str, str] | None = None) -> list[str]:
@@ -50,7 +63,7 @@ def grader_problems(benchmarks: list[Benchmark], environ: dict[str, str] | None 
 
 def log_root_problem(log_root: str) -> str | None:
     """Can this run write its logs? Found now rather than after the first eval has run."""
-    from .paths import is_remote
+    from ..core.paths import is_remote
 
     if is_remote(log_root):
         return _remote_root_problem(log_root)
@@ -67,7 +80,7 @@ def _remote_root_problem(log_root: str) -> str | None:
     # wrong endpoint or read-only credentials show up here
     import uuid
 
-    from inspect_ai._util.file import filesystem
+    from ..boundary.filesystem import filesystem
 
     probe = f"{log_root.rstrip('/')}/.steerbench-write-check-{uuid.uuid4().hex}"
     try:
@@ -75,6 +88,6 @@ def _remote_root_problem(log_root: str) -> str | None:
         fs.touch(probe)
         fs.rm(probe)
     except Exception as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
+        detail = first_line(str(e), "no detail")
         return f"log root {log_root} is not writable ({type(e).__name__}: {detail})"
     return None

@@ -110,7 +110,7 @@ class Redactor:
 
     def _scrub_remote(self, log_dir: str) -> list[str]:
         """The same for an object store (s3://...): objects written since this run started."""
-        from inspect_ai._util.file import filesystem
+        from ..boundary.filesystem import filesystem
 
         fs = filesystem(log_dir)
         try:
@@ -235,7 +235,7 @@ def _guard_http_client(api: Any, redactor: Redactor) -> bool:
     later (Inspect rebuilds the client after an authentication failure)."""
     if not redactor.secrets:
         return False
-    from .http_layers import install_transport_layer
+    from ..boundary.http_layers import install_transport_layer
 
     return install_transport_layer(api, _masking_transport_class(), redactor)
 
@@ -243,7 +243,7 @@ def _guard_http_client(api: Any, redactor: Redactor) -> bool:
 @functools.cache
 def _masking_transport_class() -> type:
     """Built on first use, so that importing this module does not import an HTTP library."""
-    from .http_layers import layer_class, transport_base
+    from ..boundary.http_layers import layer_class, transport_base
 
     _, Response = transport_base()
 

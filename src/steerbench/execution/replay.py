@@ -1,6 +1,8 @@
-"""The replay journal: every answer an endpoint gives is appended to a file in the log folder
-as it arrives, so a run killed before Inspect wrote its finished samples (SIGKILL, OOM, a
-lost machine) does not ask the endpoint for them again when it is re-run.
+"""The replay journal: an endpoint's answers kept beside the logs, so a re-run after a kill does not ask again.
+
+Every answer an endpoint gives is appended to a file in the log folder as it arrives, so
+a run killed before Inspect wrote its finished samples (SIGKILL, OOM, a lost machine) does
+not ask the endpoint for them again when it is re-run.
 
 Why not Inspect's realtime sample buffer, which recovers the same samples: it writes every
 event of every sample to SQLite and costs ~4 ms of CPU per sample, a quarter of what a
@@ -127,9 +129,9 @@ def _load(path: Path) -> dict[str, deque[Answer]]:
 def request_key(request: Any) -> str | None:
     """What identifies an answer: the sample, epoch and task that asked, and the request.
     None outside a sample (nothing to replay into)."""
-    from inspect_ai.log._samples import sample_active
+    from ..boundary.inspect_state import active_sample
 
-    active = sample_active()
+    active = active_sample()
     if active is None:
         return None
     try:
@@ -137,7 +139,7 @@ def request_key(request: Any) -> str | None:
     except Exception:  # a streamed request body: not journalled
         return None
     digest = hashlib.blake2b(digest_size=20)
-    for part in (str(active.task), str(active.sample.id), str(active.epoch), request.method, str(request.url)):
+    for part in (*active, request.method, str(request.url)):
         digest.update(part.encode())
         digest.update(b"\x1f")
     digest.update(body)
@@ -146,14 +148,14 @@ def request_key(request: Any) -> str | None:
 
 def install(model: Any, journal: ReplayJournal) -> bool:
     """Put the journal between an Inspect OpenAI-compatible model and its endpoint."""
-    from .http_layers import install_transport_layer
+    from ..boundary.http_layers import install_transport_layer
 
     return install_transport_layer(getattr(model, "api", None), _replay_transport_class(), journal)
 
 
 @functools.cache
 def _replay_transport_class() -> type:
-    from .http_layers import layer_class, transport_base
+    from ..boundary.http_layers import layer_class, transport_base
 
     _, Response = transport_base()
 

@@ -1,4 +1,4 @@
-"""Running a plan: one Inspect eval set per (category, multiplier) log folder.
+"""Running a plan: one Inspect eval set per (category, multiplier) log folder, in worker processes.
 
 Work is spread over worker processes, one multiplier per worker at a time, so each
 endpoint has exactly one connection pool of `max_connections` and both cores work.
@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from traceback import format_exc
 from typing import Any, Callable
 
-from .config import Multiplier
-from .plan import Cell, Plan
+from ..core.config import Multiplier
+from ..core.paths import join_path
+from ..core.plan import Cell, Plan
+from ..logs.contract import STEERBENCH_METADATA, cell_metadata, steerbench_metadata
+from ..logs.error_logs import explain, write_error_logs
+from ..logs.errors import first_line, log_error
+from .preflight import is_offline
 from .redaction import Redactor, environment_secrets
 from .replay import ReplayJournal, install as install_replay
-from .error_logs import explain, write_error_logs
-
-STEERBENCH_METADATA = "steerbench"
-# Set (to "1") by `steerbench demo` and the tests: tasks read bundled synthetic data offline.
-SYNTHETIC_DATA_ENV = "STEERBENCH_SYNTHETIC_DATA"
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,11 @@ class EndpointJob:
     limit: int | None
     max_connections: int
     all_keys: tuple[str, ...] = field(repr=False, default=())
-    display: str = "none"
     shard: tuple[int, int] | None = None  # (i, n): shards of one multiplier may run side by side
+    offline: bool = False  # HF_HUB_OFFLINE: a dataset missing from the cache fails its cell at once
+    # test and demo switches (RunOptions), never read from the environment:
+    retry_wait: float | None = None  # seconds between request retries instead of Inspect's backoff
+    trust_gpqa_sha256: str | None = None  # the synthetic GPQA CSV, trusted (demo, tests)
 
 
 @dataclass(frozen=True)
@@ -70,29 +73,14 @@ def inspect_model_name(multiplier: Multiplier, served_model: str) -> str:
     return f"openai-api/{multiplier.provider}/{served_model}"
 
 
-def cell_metadata(cell: Cell) -> dict[str, Any]:
-    return {
-        "benchmark": cell.benchmark,
-        "subset": cell.subset,
-        "category": cell.category,
-        "multiplier": cell.multiplier.label,
-        "multiplier_value": cell.multiplier.value,
-        "shots": cell.shots,
-        "eval_name": cell.eval_name,
-    }
-
-
-def join_path(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
-
-
 # ---------------------------------------------------------------- inside a worker
 
 
 def _make_task(cell: Cell, model_roles: dict[str, Any]) -> Any:
     from inspect_ai import task_with
-    from inspect_ai._eval.loader import load_task_spec
     from inspect_ai.model import GenerateConfig
+
+    from ..boundary.tasks import load_task_spec
 
     (task,) = load_task_spec(cell.eval_name, dict(cell.task_args))
     settings = dict(cell.generate)
@@ -118,16 +106,9 @@ def _outcome_from_log(cell: Cell, log: Any) -> CellOutcome:
     if log.results is not None:
         total = log.results.total_samples
         completed = log.results.completed_samples
-    error = None
-    if log.error is not None:
-        error = (log.error.message or "").strip().splitlines()[0] if log.error.message else "error"
-    elif log.status == "error":
-        from .aggregate import sample_failures
-
-        failures = sample_failures(log.location)
-        if failures is not None:
-            error = failures.reason
-            completed, total = failures.total - failures.failed, failures.total
+    error, failures = log_error(log)
+    if failures is not None:
+        completed, total = failures.total - failures.failed, failures.total
     headline = None
     if log.results is not None and log.results.scores:
         score = log.results.scores[0]
@@ -141,24 +122,22 @@ def _create_task(cell: Cell, model: Any) -> Any:
     """The cell's task, created as inside an eval of `model`: a task that asks for "the
     evaluated model" while it is created (Sycophancy's grader with grader "self") gets this
     endpoint's model, never none (an error) nor one an earlier eval left active."""
-    import contextvars
+    from inspect_ai.model import get_model
 
-    from inspect_ai.model import GenerateConfig, get_model
-    from inspect_ai.model._model import init_active_model
+    from ..boundary.tasks import as_active_model
 
     def create() -> Any:
-        init_active_model(model, GenerateConfig())
         roles = {role: get_model(name) for role, name in cell.model_roles.items()}
         return _make_task(cell, roles)
 
-    return contextvars.copy_context().run(create)  # the active model does not outlive this call
+    return as_active_model(model, create)
 
 
 def _failed(log_dir: str, cells: list[Cell], model: Any, error: Exception, redactor: Redactor) -> list[CellOutcome]:
     """Outcomes for cells that failed before Inspect wrote a log for them (their task could
     not be created, or the eval set could not start, e.g. no Docker engine for a docker
     sandbox). Each gets an error log, so aggregate, status and report show "error", not "missing"."""
-    message = redactor.text(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+    message = redactor.text(first_line(str(error), type(error).__name__))
     reason = explain(f"{type(error).__name__}: {message}")
     try:
         locations: list[str | None] = list(write_error_logs(
@@ -199,7 +178,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
             fail_on_error=0.05,
             continue_on_fail=True,
             retry_on_error=3,
-            display=job.display,  # type: ignore[arg-type]
+            display="none",
             score_display=False,
             # Realtime logging keeps Inspect's sample buffer (SQLite, every event of every
             # sample), from which a re-run after a SIGKILL recovers the finished samples not
@@ -220,7 +199,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
     journal.close(finished=True)  # the logs now hold every finished sample
     by_label: dict[tuple[str, str], Any] = {}
     for log in logs:
-        meta = (log.eval.metadata or {}).get(STEERBENCH_METADATA, {})
+        meta = steerbench_metadata(log) or {}
         by_label[(meta.get("benchmark"), meta.get("subset"))] = log
     outcomes = []
     for cell in ready:
@@ -241,19 +220,16 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
 
     redactor = Redactor(job.all_keys or (job.key,))
     redactor.install_logging_filter()
-    from .prefetch import is_offline
+    if job.offline or job.trust_gpqa_sha256:
+        # a dataset missing from the cache cannot come by retrying, so fail its cell now
+        # rather than after inspect_evals' back-off of several minutes
+        from ..boundary.offline import disable_dataset_retries
 
-    if os.environ.get(SYNTHETIC_DATA_ENV):
-        # demo and tests: the tasks read steerbench's bundled synthetic datasets
-        from .offline_data import apply_offline_patches
+        disable_dataset_retries()
+    if job.trust_gpqa_sha256:  # demo and tests: the tasks read steerbench's synthetic datasets
+        from ..boundary.offline import trust_gpqa_csv
 
-        apply_offline_patches()
-    elif is_offline():
-        # HF_HUB_OFFLINE: a dataset missing from the cache cannot come by retrying, so fail
-        # its cell now rather than after inspect_evals' back-off of several minutes
-        from .offline_data import apply_offline_patches
-
-        apply_offline_patches(trust_synthetic_gpqa=False)
+        trust_gpqa_csv(job.trust_gpqa_sha256)
     say = report or (lambda line: print(line, flush=True))
     model = get_model(
         inspect_model_name(job.multiplier, job.served_model),
@@ -265,7 +241,10 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
     redactor.guard_model(model)  # keys echoed in response bodies are masked before Inspect sees them
     journal = ReplayJournal(job.url, job.shard)
     install_replay(model, journal)  # a re-run after a kill gets finished answers from here
-    _apply_retry_wait(model)
+    if job.retry_wait is not None:
+        from ..boundary.inspect_state import set_retry_wait
+
+        set_retry_wait(model, job.retry_wait)
     folders: dict[str, list[Cell]] = {}
     for cell in job.cells:
         folders.setdefault(cell.folder, []).append(cell)
@@ -285,21 +264,6 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
             )
         outcomes.extend(results)
     return outcomes
-
-
-# Seconds between retries of a failed request, instead of Inspect's exponential backoff
-# (3 s, doubling, at most 30 min). For tests and local servers; unset in production.
-RETRY_WAIT_ENV = "STEERBENCH_RETRY_WAIT"
-
-
-def _apply_retry_wait(model: Any) -> None:
-    raw = os.environ.get(RETRY_WAIT_ENV)
-    if not raw:
-        return
-    from tenacity import wait_fixed
-
-    wait = wait_fixed(float(raw))
-    model.api.retry_wait = lambda: wait
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -352,9 +316,9 @@ def build_jobs(
     log_root: str,
     keys: dict[float, str],
     served_models: dict[float, str],
-    display: str = "none",
 ) -> list[EndpointJob]:
     all_keys = tuple(keys.values()) + environment_secrets()  # grader keys are masked too
+    offline = is_offline()
     jobs = []
     for value, cells in plan.by_multiplier().items():
         deployment = next(d for d in plan.deployments if d.multiplier.value == value)
@@ -369,8 +333,10 @@ def build_jobs(
                 limit=plan.options.limit,
                 max_connections=plan.options.max_connections,
                 all_keys=all_keys,
-                display=display,
                 shard=plan.options.shard,
+                offline=offline,
+                retry_wait=plan.options.retry_wait,
+                trust_gpqa_sha256=plan.options.trust_gpqa_sha256,
             )
         )
     return jobs
@@ -380,15 +346,3 @@ def default_workers(jobs: int) -> int:
     from .workers import default_workers as one_per_multiplier
 
     return one_per_multiplier(jobs)
-
-
-def print_summary(result: RunResult, out: Callable[[str], None] = lambda s: print(s, file=sys.stdout)) -> None:
-    rows = sorted(result.outcomes, key=lambda o: (o.cell.category, o.cell.benchmark, o.cell.subset, o.cell.multiplier.value))
-    out("")
-    out(f"{'benchmark':<22} {'multiplier':>10}  {'status':<9} {'samples':>9}  detail")
-    for o in rows:
-        samples = f"{o.completed}/{o.total}"
-        detail = o.headline if o.status == "success" else (o.error or "")
-        out(f"{o.cell.label:<22} {o.cell.multiplier.label:>10}  {o.status:<9} {samples:>9}  {detail}")
-    done = sum(1 for o in rows if o.status == "success")
-    out(f"\n{done} done, {len(rows) - done} failed, in {result.seconds:.0f} s")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import load_benchmarks, load_deployments
+from ..core.config import load_benchmarks, load_deployments
+from ..core.plan import Plan, RunOptions, build_plan
+from ..tasks.resolve import resolve_benchmarks
 from .endpoints import EndpointStatus, PreflightError, probe_all, require_served_models, resolve_keys
 from .locks import multiplier_locks
-from .plan import Plan, RunOptions, build_plan
 from .preflight import dependency_problems, grader_problems, log_root_problem
 from .redaction import Redactor
 from .run import RunResult, build_jobs, default_workers, execute
-from .tasks import resolve_benchmarks
 
 
 def load_plan(deployments_path: str | Path, benchmarks_path: str | Path, options: RunOptions) -> Plan:
@@ -38,11 +38,11 @@ class PreflightReport:
     problems: list[str]  # one line each, never containing a key
 
 
-def preflight_report(plan: Plan, benchmarks_path: str | Path, log_root: str | None = None) -> PreflightReport:
+def preflight_report(plan: Plan, log_root: str | None = None) -> PreflightReport:
     """Endpoints answer with their keys; task dependencies import; grader keys are set;
     the log root (when given) can be written."""
     keys = resolve_keys(list(plan.deployments))
-    benchmarks = [b for b in load_benchmarks(benchmarks_path) if b.name in {c.benchmark for c in plan.cells}]
+    benchmarks = plan.planned_benchmarks
     problems = dependency_problems(benchmarks) + grader_problems(benchmarks)
     if log_root is not None:
         problems += [p for p in [log_root_problem(log_root)] if p]
@@ -51,15 +51,15 @@ def preflight_report(plan: Plan, benchmarks_path: str | Path, log_root: str | No
     return PreflightReport(keys, statuses, problems)
 
 
-def preflight(plan: Plan, benchmarks_path: str | Path, log_root: str | None = None) -> Preflight:
-    report = preflight_report(plan, benchmarks_path, log_root)
+def preflight(plan: Plan, log_root: str | None = None) -> Preflight:
+    report = preflight_report(plan, log_root)
     if report.problems:
         raise PreflightError(report.problems)
     return Preflight(report.keys, require_served_models(report.endpoints))
 
 
-def run_study(plan: Plan, ready: Preflight, log_root: str, workers: int | None = None, display: str = "none") -> RunResult:
-    jobs = build_jobs(plan, log_root, ready.keys, ready.served_models, display=display)
+def run_study(plan: Plan, ready: Preflight, log_root: str, workers: int | None = None) -> RunResult:
+    jobs = build_jobs(plan, log_root, ready.keys, ready.served_models)
     # this process prints what workers report (and any traceback): mask keys here too
     Redactor(jobs[0].all_keys if jobs else ()).install_logging_filter()
     with multiplier_locks(log_root, [d.multiplier for d in plan.deployments], plan.options.shard):

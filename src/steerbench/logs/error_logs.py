@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from .plan import Cell
+from ..core.plan import Cell
 
 # Where a failure comes from a sandbox that could not start, the summary says what to do.
 DOCKER_HINT = (

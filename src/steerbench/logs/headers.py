@@ -1,4 +1,4 @@
-"""Reading only the header of Inspect logs, fast, for `steerbench aggregate`.
+"""Reading only the header of Inspect logs, fast, for `steerbench aggregate` and `status`.
 
 `read_eval_log(header_only=True)` also validates `reductions.json`, which holds one score per
 sample: on a 2,000-sample log that is most of the time it takes (about 100 ms a log). A
@@ -51,13 +51,9 @@ def read_log_header(location: str) -> Any:
     if header is None:
         return read_eval_log(location, header_only=True)
     header.pop("reductions", None)
-    try:
-        from inspect_ai._util.constants import get_deserializing_context
+    from ..boundary.inspect_state import deserializing_context
 
-        context = get_deserializing_context()  # as Inspect's reader validates a header
-    except ImportError:  # pragma: no cover
-        context = None
-    log = EvalLog.model_validate(header, context=context)
+    log = EvalLog.model_validate(header, context=deserializing_context())  # as Inspect's reader validates a header
     log.location = location
     return log
 

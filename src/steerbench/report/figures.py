@@ -1,9 +1,11 @@
-"""The report's figures. Each function takes an Analysis and returns a matplotlib Figure
-drawn in the shared style (steerbench.plotting); `steerbench report` saves them, the
+"""The report's figures, drawn from an Analysis.
+
+Each function takes an Analysis and returns a matplotlib Figure drawn in the shared style
+(steerbench.report.plotting); `steerbench report` saves them, the
 notebook shows them inline.
 
 All values are on a 0-1 scale (XSTest's 0-100 refusal rate is divided by 100) and every
-interval is a 95% interval computed from the samples (steerbench.stats).
+interval is a 95% interval computed from the samples (steerbench.results.stats).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import BASELINE, Analysis, Series, metric_label
+from ..results.analysis import BASELINE, Analysis, Series, metric_label
 from .plotting import (
     CHANGE_COLORMAP,
     FLAG_COLOR,
@@ -27,8 +29,8 @@ from .plotting import (
     note,
     styled,
 )
-from .scores import IFEVAL_METRICS, SYCOPHANCY_METRICS
-from .stats import ALPHA, Z_95
+from ..results.scores import IFEVAL_METRICS, SYCOPHANCY_METRICS
+from ..results.stats import ALPHA, Z_95
 
 Figure = Any
 # flags that mark a drawn point as one to check (missing and failed cells are not drawn at all)

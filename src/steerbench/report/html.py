@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .analysis import BASELINE, Analysis, metric_label
-from .flags import KINDS, SUSPICIOUS_FACTOR, Flag
-from .stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, NORMAL_MIN_N
+from ..core.cells import cell_label
+from ..results.analysis import BASELINE, Analysis, metric_label
+from ..results.flags import KINDS, SUSPICIOUS_FACTOR, Flag
+from ..results.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, NORMAL_MIN_N
 
 PAIRED_CSV = "paired_differences.csv"
 TITLE = "steerbench report"
@@ -36,7 +37,7 @@ def write_report(log_root: str, csv: str | Path = "data/aggregated_inspect_logs.
                  simulated: bool = False) -> Path:
     """Everything `steerbench report` writes, in one call; returns the path of report.html.
     planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
-    from .analysis import analyse
+    from ..results.analysis import analyse
 
     return write_analysis(analyse(log_root, planned), csv, out, title, simulated).html
 
@@ -45,7 +46,7 @@ def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: 
                    simulated: bool = False) -> ReportFiles:
     """Write the aggregate CSV, paired_differences.csv next to it, out/figures/*.png|pdf and out/report.html."""
     from . import figures as figure_functions
-    from .aggregate import write_csv
+    from ..results.aggregate import write_csv
     from .plotting import save
 
     csv, out = Path(csv), Path(out)
@@ -175,7 +176,7 @@ def _paired_table(analysis: Analysis, out: Path, paired_csv: Path) -> str:
     rows = []
     for p in analysis.paired:
         sig = ' class="sig"' if p.significant else ""
-        label = f"{p.benchmark}[{p.subset}]" if p.subset else p.benchmark
+        label = cell_label(p.benchmark, p.subset)
         rows.append(
             f'<tr><td class="name">{_e(label)}</td><td class="name">{_e(metric_label(p.metric))}</td><td>{_e(p.multiplier)}</td>'
             f"<td>{p.n_pairs}</td><td>{_fmt(p.at_zero)}</td><td>{_fmt(p.at_multiplier)}</td>"
@@ -239,6 +240,7 @@ def _provenance_section(analysis: Analysis) -> str:
         f"<p>Log root <code>{_e(p.log_root)}</code>; {p.logs} logs; evals ran from {_e(p.first_started or '?')} "
         f"to {_e(p.last_completed or '?')}; report generated {_e(p.generated_at)}. API keys are never recorded.</p>",
         table("Endpoints and models", endpoints, "multiplier", "base URL (model)"),
+        table("Steering (from steerbench serve)", p.steering, "multiplier", "vector, layer, model") if p.steering else "",
         f"<p><b>Graders</b>: {_e(', '.join(p.graders) or 'none (no model-graded tasks, or graded by the steered model)')}</p>",
         table("Tasks", p.tasks, "benchmark", "Inspect task (version)"),
         table("Packages the logs were written with", p.packages, "package", "version"),

@@ -7,7 +7,9 @@ import warnings as pywarnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .run import STEERBENCH_METADATA
+from ..core.cells import CellKey, multiplier_sort_key
+from ..logs.contract import steerbench_metadata
+from ..logs.errors import first_line, log_error
 
 KEY_COLUMNS = ["benchmark", "subset", "multiplier", "category", "n_samples"]
 METRIC_COLUMNS = [
@@ -20,6 +22,7 @@ METRIC_COLUMNS = [
 PROVENANCE_COLUMNS = [
     "status", "completed_samples", "eval_name", "task_version", "model", "log_file",
     "started_at", "completed_at", "total_tokens",
+    "steering_vector_sha256", "steering_layer", "steering_model",
 ]
 _FOLDER = re.compile(r"(?:^|/)([^/]+)/multiplier_([^/]+)/[^/]+$")
 
@@ -37,6 +40,10 @@ class LogHeader:
     row: dict[str, Any]
     error: str | None = None  # first line of the log's error, if it has one
 
+    @property
+    def key(self) -> CellKey:
+        return CellKey(self.benchmark, self.subset, self.multiplier, self.category)
+
 
 @dataclass
 class Aggregate:
@@ -45,13 +52,6 @@ class Aggregate:
     skipped: list[str] = field(default_factory=list)  # unreadable logs, with reasons
     missing: list[str] = field(default_factory=list)  # planned cells without a successful log
     failed: list[str] = field(default_factory=list)  # cells whose latest log is not a success
-
-
-def multiplier_sort_key(label: str) -> float:
-    try:
-        return float(label)
-    except ValueError:
-        return float("inf")
 
 
 # The original study's Sycophancy columns; inspect_evals now names these metrics without
@@ -76,8 +76,20 @@ def _metrics(log: Any) -> dict[str, Any]:
     return values
 
 
+def _steering_columns(steering: dict[str, Any] | None) -> dict[str, Any]:
+    """Provenance of `steerbench serve` deployments; empty for hand-written ones."""
+    if not steering:
+        return {}
+    layer = steering.get("layer")
+    return {
+        "steering_vector_sha256": steering.get("vector_sha256", ""),
+        "steering_layer": ";".join(map(str, layer)) if isinstance(layer, list) else layer,
+        "steering_model": steering.get("model", ""),
+    }
+
+
 def header_of(log: Any, location: str) -> LogHeader | None:
-    meta = (log.eval.metadata or {}).get(STEERBENCH_METADATA)
+    meta = steerbench_metadata(log)
     if meta:
         benchmark, subset = meta["benchmark"], meta.get("subset", "")
         multiplier, category = str(meta["multiplier"]), meta["category"]
@@ -107,52 +119,15 @@ def header_of(log: Any, location: str) -> LogHeader | None:
         "started_at": log.stats.started_at if log.stats else "",
         "completed_at": log.stats.completed_at if log.stats else "",
         "total_tokens": sum(u.total_tokens for u in usage.values()) if usage else 0,
+        **_steering_columns((meta or {}).get("steering")),
     }
-    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, _first_error_line(log))
-
-
-def _first_error_line(log: Any) -> str | None:
-    if log.error is None:
-        failures = sample_failures(log.location) if log.status == "error" else None
-        return failures.reason if failures else None
-    lines = (log.error.message or "").strip().splitlines()
-    return lines[0] if lines else "error"
-
-
-@dataclass(frozen=True)
-class SampleFailures:
-    failed: int
-    total: int
-    first: str
-
-    @property
-    def reason(self) -> str:
-        return f"{self.failed} of {self.total} samples failed, first: {self.first}"
-
-
-def sample_failures(location: str | None) -> SampleFailures | None:
-    """Why an eval ended in error when it has no error of its own: too many of its samples
-    failed (e.g. every request rejected with HTTP 401). Read from its sample summaries, only
-    for such logs."""
-    if not location:
-        return None
-    from inspect_ai.log import read_eval_log_sample_summaries
-
-    try:
-        summaries = read_eval_log_sample_summaries(location)
-    except Exception:
-        return None
-    failed = [s for s in summaries if s.error]
-    if not failed:
-        return None
-    first = (str(failed[0].error).strip().splitlines() or ["error"])[0]
-    return SampleFailures(len(failed), len(summaries), first)
+    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, log_error(log)[0])
 
 
 def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
     from inspect_ai.log import list_eval_logs
 
-    from .log_headers import read_log_headers
+    from ..logs.headers import read_log_headers
 
     headers: list[LogHeader] = []
     skipped: list[str] = []
@@ -167,7 +142,7 @@ def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
     for info, log in zip(infos, logs):
         if isinstance(log, Exception):
             e = log
-            skipped.append(f"{info.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}")
+            skipped.append(f"{info.name}: {type(e).__name__}: {first_line(str(e), 'unreadable')}")
             continue
         header = header_of(log, info.name)
         if header is not None:
@@ -179,30 +154,25 @@ def pick_latest(headers: list[LogHeader]) -> dict[tuple[str, str, float], LogHea
     """Per cell: the latest successful log, else the latest log of any status."""
     chosen: dict[tuple[str, str, float], LogHeader] = {}
     for h in sorted(headers, key=lambda h: h.created):
-        key = (h.benchmark, h.subset, multiplier_sort_key(h.multiplier))
+        key = h.key.ident
         current = chosen.get(key)
         if current is None or h.status == "success" or current.status != "success":
             chosen[key] = h
     return chosen
 
 
-def aggregate(log_root: str, planned: list[tuple[str, str, str, str]] | None = None) -> Aggregate:
-    """planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
+def aggregate(log_root: str, planned: list[CellKey] | None = None) -> Aggregate:
+    """planned: every cell that should exist (steerbench.core.plan.planned_cells)."""
     headers, skipped = read_headers(log_root)
     chosen = pick_latest(headers)
     rows = [h.row for h in chosen.values()]
-    failed = [
-        f"{h.benchmark}{'[' + h.subset + ']' if h.subset else ''} at multiplier {h.multiplier}: {h.status}"
-        for h in chosen.values()
-        if h.status != "success"
-    ]
+    failed = [f"{h.key.where}: {h.status}" for h in chosen.values() if h.status != "success"]
     missing: list[str] = []
-    for benchmark, subset, multiplier, category in planned or []:
-        key = (benchmark, subset, multiplier_sort_key(multiplier))
-        if key not in chosen:
-            missing.append(f"{benchmark}{'[' + subset + ']' if subset else ''} at multiplier {multiplier}: no log")
-            rows.append({"benchmark": benchmark, "subset": subset, "multiplier": multiplier, "category": category,
-                         "n_samples": 0, "status": "missing", "completed_samples": 0})
+    for cell in planned or []:
+        if cell.ident not in chosen:
+            missing.append(f"{cell.where}: no log")
+            rows.append({"benchmark": cell.benchmark, "subset": cell.subset, "multiplier": cell.multiplier,
+                         "category": cell.category, "n_samples": 0, "status": "missing", "completed_samples": 0})
     rows.sort(key=lambda r: (r["category"], r["benchmark"], r["subset"], multiplier_sort_key(r["multiplier"])))
     extra = sorted({c for r in rows for c in r} - set(KEY_COLUMNS) - set(METRIC_COLUMNS) - set(PROVENANCE_COLUMNS))
     columns = KEY_COLUMNS + METRIC_COLUMNS + extra + PROVENANCE_COLUMNS
@@ -212,7 +182,7 @@ def aggregate(log_root: str, planned: list[tuple[str, str, str, str]] | None = N
 def write_csv(result: Aggregate, output: str) -> None:
     import pandas as pd
 
-    from .paths import ensure_parent
+    from ..core.paths import ensure_parent
 
     ensure_parent(output)
     frame = pd.DataFrame(result.rows, columns=result.columns)

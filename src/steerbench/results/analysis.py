@@ -1,8 +1,8 @@
 """From a log root to everything the report, the figures and the notebook show.
 
-`analyse(log_root)` aggregates the logs (steerbench.aggregate), reads each successful cell's
+`analyse(log_root)` aggregates the logs (steerbench.results.aggregate), reads each successful cell's
 sample scores, computes per-cell 95% intervals and paired changes from multiplier 0
-(steerbench.stats), lists the flags (steerbench.flags) and collects the run's provenance.
+(steerbench.results.stats), lists the flags (steerbench.results.flags) and collects the run's provenance.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .aggregate import Aggregate, aggregate, multiplier_sort_key
+from ..core.cells import CellKey, cell_label, multiplier_sort_key
+from .aggregate import Aggregate, aggregate
 from .flags import CellEstimate, Flag, find_flags, series_rows
 from .scores import (
     METRICS,
@@ -55,7 +56,7 @@ class Series:
 
     @property
     def label(self) -> str:
-        return f"{self.benchmark}[{self.subset}]" if self.subset else self.benchmark
+        return cell_label(self.benchmark, self.subset)
 
     @property
     def is_safety(self) -> bool:
@@ -63,7 +64,7 @@ class Series:
 
 
 @dataclass
-class Cell:
+class CellResult:
     """One successful (benchmark, subset, multiplier) log, with its samples' metrics."""
 
     benchmark: str
@@ -110,6 +111,7 @@ class Provenance:
     tasks: dict[str, str]  # benchmark -> "eval_name (version ...)"
     packages: dict[str, str]  # package -> versions the logs were written with
     report_packages: dict[str, str]  # package -> versions this report was made with
+    steering: dict[str, str] = field(default_factory=dict)  # multiplier label -> vector, layer, model (steerbench serve)
 
 
 @dataclass
@@ -118,12 +120,12 @@ class Analysis:
     aggregate: Aggregate
     multipliers: dict[float, str]  # value -> label, in order
     series: list[Series]
-    cells: dict[tuple[str, str, float], Cell]
+    cells: dict[tuple[str, str, float], CellResult]
     paired: list[PairedRow]
     flags: list[Flag]
     provenance: Provenance
 
-    def cell(self, series: Series, value: float) -> Cell | None:
+    def cell(self, series: Series, value: float) -> CellResult | None:
         return self.cells.get((series.benchmark, series.subset, value))
 
     def flagged(self, series: Series, value: float) -> list[Flag]:
@@ -162,8 +164,8 @@ class Analysis:
 # ---------------------------------------------------------------- building it
 
 
-def analyse(log_root: str, planned: list[tuple[str, str, str, str]] | None = None) -> Analysis:
-    """planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
+def analyse(log_root: str, planned: list[CellKey] | None = None) -> Analysis:
+    """Everything the report shows; planned: every cell that should exist (steerbench.planned_cells)."""
     return analyse_aggregate(aggregate(log_root, planned), log_root)
 
 
@@ -172,7 +174,7 @@ def analyse_aggregate(result: Aggregate, log_root: str) -> Analysis:
     for row in sorted(result.rows, key=lambda r: multiplier_sort_key(str(r["multiplier"]))):
         multipliers.setdefault(multiplier_sort_key(str(row["multiplier"])), str(row["multiplier"]))
     series: list[Series] = []
-    cells: dict[tuple[str, str, float], Cell] = {}
+    cells: dict[tuple[str, str, float], CellResult] = {}
     problems: list[Flag] = []
     headers: list[Any] = []
     for (benchmark, subset), rows in series_rows(result.rows).items():
@@ -198,9 +200,9 @@ def analyse_aggregate(result: Aggregate, log_root: str) -> Analysis:
     return Analysis(log_root, result, multipliers, series, cells, paired, flags, provenance(log_root, headers, result))
 
 
-def _read_cell(series: Series, row: dict[str, Any]) -> tuple[Cell, Flag | None, Any]:
+def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | None, Any]:
     label = str(row["multiplier"])
-    cell = Cell(series.benchmark, series.subset, label, multiplier_sort_key(label), row)
+    cell = CellResult(series.benchmark, series.subset, label, multiplier_sort_key(label), row)
     log_file = str(row.get("log_file") or "")
     try:
         from inspect_ai.log import read_eval_log
@@ -221,7 +223,7 @@ def clip(interval: Interval) -> Interval:
     return replace(interval, low=max(interval.low, 0.0), high=min(interval.high, 1.0))
 
 
-def _mismatch(series: Series, cell: Cell) -> Flag | None:
+def _mismatch(series: Series, cell: CellResult) -> Flag | None:
     """The samples must rebuild the metric the log reports, or their intervals describe something else."""
     metric = series.headline
     column = metric.column(cell.row)
@@ -237,7 +239,7 @@ def _mismatch(series: Series, cell: Cell) -> Flag | None:
     return None
 
 
-def paired_rows(series: Sequence[Series], cells: dict[tuple[str, str, float], Cell]) -> list[PairedRow]:
+def paired_rows(series: Sequence[Series], cells: dict[tuple[str, str, float], CellResult]) -> list[PairedRow]:
     """Headline change from multiplier 0 for every other cell, with Holm's correction across all of them."""
     drafts: list[dict[str, Any]] = []
     for one in series:
@@ -277,6 +279,7 @@ def clean_url(url: str | None) -> str:
 def provenance(log_root: str, headers: Sequence[Any], result: Aggregate) -> Provenance:
     models: dict[str, str] = {}
     endpoints: dict[str, str] = {}
+    steering: dict[str, str] = {}
     graders: set[str] = set()
     tasks: dict[str, set[str]] = {}
     packages: dict[str, set[str]] = {}
@@ -285,6 +288,10 @@ def provenance(log_root: str, headers: Sequence[Any], result: Aggregate) -> Prov
         label = str(meta.get("multiplier", "?"))
         models[label] = header.eval.model
         endpoints[label] = clean_url(header.eval.model_base_url)
+        if meta.get("steering"):
+            st = meta["steering"]
+            steering[label] = (f"vector sha256 {str(st.get('vector_sha256', '?'))[:16]}..., layer {st.get('layer', '?')}, "
+                               f"model {st.get('model', '?')}{', normalised' if st.get('normalized') else ''}")
         for role in (header.eval.model_roles or {}).values():
             for config in role if isinstance(role, list) else [role]:
                 graders.add(getattr(config, "model", str(config)))
@@ -311,6 +318,7 @@ def provenance(log_root: str, headers: Sequence[Any], result: Aggregate) -> Prov
         tasks={k: ", ".join(sorted(v)) for k, v in sorted(tasks.items())},
         packages={k: ", ".join(sorted(v)) for k, v in sorted(packages.items())},
         report_packages=report_packages(),
+        steering=by_multiplier(steering),
     )
 
 

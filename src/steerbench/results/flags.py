@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregate import multiplier_sort_key
+from ..core.cells import cell_label, multiplier_sort_key
 from .scores import Metric, headline_metric
 from .stats import Z_95
 
@@ -41,7 +41,7 @@ class Flag:
 
     @property
     def where(self) -> str:
-        name = f"{self.benchmark}[{self.subset}]" if self.subset else self.benchmark
+        name = cell_label(self.benchmark, self.subset)
         return name if self.multiplier is None else f"{name} at multiplier {self.multiplier}"
 
     def __str__(self) -> str:

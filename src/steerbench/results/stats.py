@@ -45,10 +45,6 @@ class Interval:
     method: str  # "normal" | "bootstrap" | "none" (no values)
     p_value: float  # two-sided, for "the mean is 0"
 
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
-
 
 EMPTY = Interval(math.nan, math.nan, math.nan, math.nan, 0, "none", math.nan)
 

@@ -14,12 +14,12 @@ on S3. A cell is done, partial, failed, running or missing:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .aggregate import LogHeader, multiplier_sort_key, pick_latest, read_headers
-from .locks import running_multipliers
+from ..core.cells import CellKey, multiplier_sort_key
+from ..execution.locks import running_multipliers
+from .aggregate import LogHeader, pick_latest, read_headers
 
 STATES = ("done", "partial", "failed", "running", "missing")
 INTERRUPTED = "interrupted: the run stopped before this eval finished (run the same command again to resume)"
@@ -38,8 +38,12 @@ class CellStatus:
     log_file: str | None = None
 
     @property
+    def key(self) -> CellKey:
+        return CellKey(self.benchmark, self.subset, self.multiplier, self.category)
+
+    @property
     def row_label(self) -> str:
-        return f"{self.benchmark}[{self.subset}]" if self.subset else self.benchmark
+        return self.key.label
 
     @property
     def short(self) -> str:
@@ -94,18 +98,18 @@ def _is_running(multiplier: str, running: dict[str, str]) -> bool:
     return any(multiplier_sort_key(label) == value for label in running)
 
 
-def study_status(log_root: str, planned: list[tuple[str, str, str, str]] | None = None) -> StudyStatus:
-    """planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
+def study_status(log_root: str, planned: list[CellKey] | None = None) -> StudyStatus:
+    """planned: every cell that should exist (steerbench.core.plan.planned_cells)."""
     headers, skipped = read_headers(log_root)
     chosen = pick_latest(headers)
     running = running_multipliers(log_root)
     cells: dict[tuple[str, str, float], CellStatus] = {}
     labels: dict[float, str] = {}
     order: list[tuple[str, str, str]] = []
-    for benchmark, subset, multiplier, category in planned or []:
-        labels.setdefault(multiplier_sort_key(multiplier), multiplier)
-        if (benchmark, subset, category) not in order:
-            order.append((benchmark, subset, category))
+    for cell in planned or []:
+        labels.setdefault(multiplier_sort_key(cell.multiplier), cell.multiplier)
+        if (cell.benchmark, cell.subset, cell.category) not in order:
+            order.append((cell.benchmark, cell.subset, cell.category))
     for key, header in chosen.items():
         state, error = classify(header, running)
         labels.setdefault(key[2], header.multiplier)
@@ -120,10 +124,9 @@ def study_status(log_root: str, planned: list[tuple[str, str, str, str]] | None 
             error=error,
             log_file=header.row.get("log_file"),
         )
-    for benchmark, subset, multiplier, category in planned or []:
-        key = (benchmark, subset, multiplier_sort_key(multiplier))
-        if key not in cells:
-            cells[key] = CellStatus(benchmark, subset, category, multiplier, "missing", 0, 0)
+    for cell in planned or []:
+        if cell.ident not in cells:
+            cells[cell.ident] = CellStatus(cell.benchmark, cell.subset, cell.category, cell.multiplier, "missing", 0, 0)
     # rows in benchmarks.jsonl order, then any benchmark found only in the logs
     extra_rows = sorted({(c.benchmark, c.subset, c.category) for c in cells.values()} - set(order),
                         key=lambda r: (r[2], r[0], r[1]))
@@ -132,38 +135,3 @@ def study_status(log_root: str, planned: list[tuple[str, str, str, str]] | None 
     ordered = sorted(cells.values(), key=lambda c: (row_index[(c.benchmark, c.subset)], multiplier_sort_key(c.multiplier)))
     columns = [labels[v] for v in sorted(labels)]
     return StudyStatus(log_root, columns, rows, ordered, skipped, running is not None, running or {})
-
-
-# ---------------------------------------------------------------- printing
-
-
-def format_grid(status: StudyStatus) -> list[str]:
-    """The grid as text lines: one row per benchmark (subset), one column per multiplier."""
-    row_labels = [f"{b}[{s}]" if s else b for b, s, _ in status.rows]
-    first = max([len("benchmark"), *map(len, row_labels)])
-    texts = {(c.benchmark, c.subset, multiplier_sort_key(c.multiplier)): c.short for c in status.cells}
-    width = max([6, *(len(m) for m in status.multipliers), *(len(t) for t in texts.values())])
-    lines = [f"{'benchmark':<{first}}  " + "  ".join(f"{m:>{width}}" for m in status.multipliers)]
-    for (benchmark, subset, _), label in zip(status.rows, row_labels):
-        values = [texts.get((benchmark, subset, multiplier_sort_key(m)), "") for m in status.multipliers]
-        lines.append(f"{label:<{first}}  " + "  ".join(f"{v:>{width}}" for v in values))
-    return lines
-
-
-def print_status(status: StudyStatus, out: Callable[[str], None]) -> None:
-    out(f"log root: {status.log_root}")
-    if not status.cells:
-        out("no logs and no planned cells (is this the right --log-root, with deployments.jsonl and benchmarks.jsonl here?)")
-        return
-    for line in format_grid(status):
-        out(line)
-    counts = status.counts()
-    out("")
-    out(f"{len(status.cells)} cell(s): " + ", ".join(f"{counts[s]} {s}" for s in STATES))
-    for cell in status.cells:
-        if cell.state == "failed":
-            out(f"failed: {cell.row_label} at multiplier {cell.multiplier}: {cell.error}")
-    if not status.running_from_locks and counts["running"]:
-        out("note: object stores have no locks, so a run that was killed also shows as running until it is resumed")
-    for reason in status.skipped:
-        out(f"warning: skipped unreadable log {reason}")

@@ -1,4 +1,4 @@
-"""`steerbench demo`: the whole study, offline, against the built-in simulator.
+"""The demo study (`steerbench demo`): the whole study, offline, against the built-in simulator.
 
 The simulator's documented curve (see `demo_responder`): for a multiplier m,
 - P(right answer) = max(0, 1 - 0.3 * |m|)             (1.0 at 0, 0.85 at ±0.5, 0.7 at ±1, 0.55 at ±1.5)
@@ -10,11 +10,11 @@ answered right when u < P. So accuracy falls, and refusals rise, monotonically a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,15 +106,27 @@ def demo_benchmarks(include_ifeval: bool) -> list[dict[str, Any]]:
     ]
 
 
-def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None = None,
-             multipliers: list[float] | None = None) -> DemoResult:
-    import importlib.util
+@contextlib.contextmanager
+def _environment(changes: dict[str, str]) -> Iterator[None]:
+    """os.environ with `changes` for the duration (worker processes inherit it), restored after."""
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
-    from .aggregate import aggregate, write_csv
+
+def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None = None,
+             multipliers: list[float] | None = None,
+             summarise: Callable[[Any], Iterable[str]] | None = None) -> DemoResult:
+    """The whole demo into `out`; `summarise(run result)` gives the lines said after the run.
+    os.environ is as before when it returns."""
     from .offline_data import prepare_offline_cache
-    from .plan import RunOptions
-    from .run import SYNTHETIC_DATA_ENV, print_summary
-    from .study import load_plan, preflight, run_study
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -124,8 +136,19 @@ def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None 
     )
     say(f"steerbench demo: {SIMULATOR_NOTICE}")
     say(f"[1/5] preparing the bundled synthetic datasets in {out / 'cache'}")
-    os.environ.update(prepare_offline_cache(out / "cache"))
-    os.environ[SYNTHETIC_DATA_ENV] = "1"
+    with _environment(prepare_offline_cache(out / "cache")):
+        return _run_demo(out, say, workers, multipliers, summarise, started)
+
+
+def _run_demo(out: Path, say: Callable[[str], None], workers: int | None, multipliers: list[float] | None,
+              summarise: Callable[[Any], Iterable[str]] | None, started: float) -> DemoResult:
+    import importlib.util
+
+    from ..core.plan import RunOptions
+    from ..execution.study import load_plan, preflight, run_study
+    from ..results.aggregate import aggregate, write_csv
+    from .offline_data import synthetic_gpqa_sha256
+
     include_ifeval = importlib.util.find_spec("instruction_following_eval") is not None
     if not include_ifeval:
         say("      IFEval is left out: its module instruction_following_eval is not installed (not on PyPI)")
@@ -133,24 +156,23 @@ def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None 
     fleet = SimulatedFleet(multipliers or DEMO_MULTIPLIERS, demo_responder)
     try:
         grader.start()
-        with fleet:
-            os.environ[f"{GRADER_SERVICE.upper()}_BASE_URL"] = grader.url
-            os.environ[f"{GRADER_SERVICE.upper()}_API_KEY"] = grader.key
+        grader_env = {f"{GRADER_SERVICE.upper()}_BASE_URL": grader.url, f"{GRADER_SERVICE.upper()}_API_KEY": grader.key}
+        with fleet, _environment(grader_env):
             say(f"[2/5] simulator: {len(fleet.endpoints)} endpoints on 127.0.0.1 "
                 f"(ports {', '.join(str(e.port) for e in fleet.endpoints)}), each with its own random key")
             deployments, benchmarks = out / "deployments.jsonl", out / "benchmarks.jsonl"
             fleet.write_deployments(deployments, with_model=True)  # model "simulated-steered-model"
             _write_jsonl(benchmarks, demo_benchmarks(include_ifeval))
-            plan = load_plan(deployments, benchmarks, RunOptions(all=True))
-            ready = preflight(plan, benchmarks)
+            # the tasks read the synthetic datasets: trust the synthetic GPQA CSV
+            plan = load_plan(deployments, benchmarks, RunOptions(all=True, trust_gpqa_sha256=synthetic_gpqa_sha256()))
+            ready = preflight(plan)
             say(f"[3/5] running {len(plan.cells)} evals (real inspect_evals tasks; HumanEval/MBPP run the "
                 "simulator's code in the local sandbox)")
             result = run_study(plan, ready, str(out / "logs"), workers)
-            print_summary(result, say)
+            for line in summarise(result) if summarise else ():
+                say(line)
     finally:
         grader.stop()
-        for name in ("BASE_URL", "API_KEY"):
-            os.environ.pop(f"{GRADER_SERVICE.upper()}_{name}", None)
     say("[4/5] aggregating")
     csv = out / "data" / "aggregated_inspect_logs.csv"
     aggregated = aggregate(str(out / "logs"))
@@ -167,7 +189,7 @@ def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None 
 
 def _write_report(out: Path, csv: Path, say: Callable[[str], None]) -> Path | None:
     try:
-        from .report import write_report
+        from ..report.html import write_report
     except ImportError:
         say("[5/5] report: not available in this version")
         return None
@@ -175,6 +197,3 @@ def _write_report(out: Path, csv: Path, say: Callable[[str], None]) -> Path | No
     return write_report(log_root=str(out / "logs"), csv=str(csv), out=str(out / "outputs"),
                         title="steerbench demo (SIMULATED model)", simulated=True)
 
-
-def random_key() -> str:
-    return "sim-" + secrets.token_hex(12)

@@ -91,6 +91,11 @@ class SimulatedEndpoint:
     # -- lifecycle -------------------------------------------------------------
 
     @property
+    def requested_port(self) -> int:
+        """The port asked for (0: any free one), or the one it listened on once started."""
+        return self._requested_port
+
+    @property
     def port(self) -> int:
         assert self._server is not None
         return self._server.server_address[1]
@@ -162,8 +167,8 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
-    """Answer a request with `payload` as JSON (also used by the tests' own servers)."""
+def _send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+    """Answer a request with `payload` as JSON."""
     data = json.dumps(payload).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
@@ -198,7 +203,7 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
                 super().finish()
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
-            send_json(self, status, payload)
+            _send_json(self, status, payload)
 
         def _send_half(self, payload: dict[str, Any]) -> None:
             """Announce the whole body, send half of it, and hang up."""

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .config import Benchmark, ConfigError
-from .task_source import static_signature
+from ..core.config import Benchmark, ConfigError
+from ..core.signature import TaskSignature, fewshot_default
+from .source import static_signature
 
 # Parameter names that tasks use for the number of few-shot examples.
 FEWSHOT_PARAMS = ("fewshot", "num_fewshot", "n_shots", "num_shots", "shots", "k_shot", "few_shot")
@@ -23,40 +22,11 @@ GRADER_PARAMS = ("scorer_model", "grader_model", "judge_model", "grader")
 SANDBOX_PARAMS = ("sandbox", "sandbox_type")
 
 
-@dataclass(frozen=True)
-class TaskSignature:
-    """What steerbench needs to know about a task function."""
+def imported_signature(eval_name: str) -> tuple[dict[str, Any], bool] | None:
+    from ..boundary.tasks import find_task_function
 
-    eval_name: str
-    params: dict[str, Any]  # name -> default (pyinspect.Parameter.empty when required)
-    accepts_any: bool  # has **kwargs
-    fewshot_param: str | None
-    grader_param: str | None
-    sandbox_param: str | None
-
-    def accepts(self, arg: str) -> bool:
-        return self.accepts_any or arg in self.params
-
-
-def _find_task_function(eval_name: str) -> Callable[..., Any] | None:
-    from inspect_ai._eval.loader import load_file_tasks
-    from inspect_ai._util.registry import registry_lookup
-
-    if "@" in eval_name or eval_name.endswith(".py"):
-        file_part, _, task_name = eval_name.partition("@")
-        path = Path(file_part)
-        if not path.is_file():
-            return None
-        load_file_tasks(path.absolute())
-        if not task_name:
-            return None
-        return registry_lookup("task", task_name)
-    return registry_lookup("task", eval_name)
-
-
-def _imported_signature(eval_name: str) -> tuple[dict[str, Any], bool] | None:
     try:
-        fn = _find_task_function(eval_name)
+        fn = find_task_function(eval_name)
     except Exception:
         return None
     if fn is None:
@@ -74,7 +44,7 @@ def _imported_signature(eval_name: str) -> tuple[dict[str, Any], bool] | None:
 def task_signature(eval_name: str) -> TaskSignature | None:
     # Read from source first (no Inspect import: dry runs stay fast); import when unsure.
     static = static_signature(eval_name)
-    found = (static.params, static.accepts_any) if static else _imported_signature(eval_name)
+    found = (static.params, static.accepts_any) if static else imported_signature(eval_name)
     if found is None:
         return None
     params, accepts_any = found
@@ -141,8 +111,4 @@ def check_shots(bench: Benchmark, sig: TaskSignature) -> None:
         )
 
 
-def fewshot_default(sig: TaskSignature) -> Any:
-    if sig.fewshot_param is None:
-        return None
-    default = sig.params[sig.fewshot_param]
-    return None if default is pyinspect.Parameter.empty else default
+__all__ = ["TaskSignature", "fewshot_default", "resolve_benchmarks", "task_signature", "check_shots"]

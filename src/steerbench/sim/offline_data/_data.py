@@ -15,7 +15,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-DATA_PACKAGE = "steerbench.offline_data"
+DATA_PACKAGE = "steerbench.sim.offline_data"
 DATA_DIR = "data"
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import hashlib
-import importlib
 import importlib.util
 import json
 import os
@@ -307,19 +306,11 @@ def apply_offline_patches(*, disable_retries: bool = True, trust_synthetic_gpqa:
       byte our synthetic CSV, the module's pinned hash is set to its hash, so the
       check passes and a real or corrupted file is still handled as before.
     """
+    from ...boundary.offline import disable_dataset_retries, trust_gpqa_csv
+
     applied: list[str] = []
     if disable_retries:
-        hf = importlib.import_module("inspect_evals.utils.huggingface")
-        hf.should_retry = lambda err: False  # type: ignore[attr-defined]
-        applied.append("inspect_evals.utils.huggingface.should_retry -> never retry")
-        loader = importlib.import_module("inspect_evals.utils.load_dataset")
-        loader.is_transient_error = lambda err: False  # type: ignore[attr-defined]
-        applied.append("inspect_evals.utils.load_dataset.is_transient_error -> never retry")
+        applied += disable_dataset_retries()
     if trust_synthetic_gpqa:
-        gpqa = importlib.import_module("inspect_evals.gpqa.gpqa")
-        path = Path(gpqa.GPQA_DIAMOND_CACHE_PATH)
-        expected = synthetic_gpqa_sha256()
-        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == expected:
-            gpqa.GPQA_DIAMOND_DATASET_SHA256 = expected
-            applied.append(f"inspect_evals.gpqa.gpqa.GPQA_DIAMOND_DATASET_SHA256 -> {expected} (synthetic CSV)")
+        applied += trust_gpqa_csv(synthetic_gpqa_sha256())
     return applied

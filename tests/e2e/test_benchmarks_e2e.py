@@ -9,7 +9,7 @@ always wrong, one right on every other sample), a local Anthropic Messages API s
 for the grader, and a trap proxy that records any attempt to reach the network. Then
 `steerbench aggregate`, and the exact scores are checked in their CSV columns.
 
-The data is steerbench's synthetic offline fixture (steerbench.offline_data); IFEval's
+The data is steerbench's synthetic offline fixture (steerbench.sim.offline_data); IFEval's
 checker is the labelled stand-in in tests/stubs (the real one is not on PyPI).
 """
 
@@ -31,16 +31,14 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from offline_servers import MessagesAPIServer, TrapProxy
+from tests.helpers import REPO, STUBS
+from tests.offline_servers import MessagesAPIServer, TrapProxy
 
 from steerbench.cli import main
-from steerbench.offline_data import identify, prepare_offline_cache, respond, samples_of
-from steerbench.simulator import SimulatedFleet, message_text
+from steerbench.sim.offline_data import identify, prepare_offline_cache, respond, samples_of
+from steerbench.sim.simulator import SimulatedFleet, message_text
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 SHIPPED_BENCHMARKS = REPO / "benchmarks.jsonl"
-STUBS = HERE / "stubs"  # the labelled IFEval stand-in
 GRADER = "claude-3-7-sonnet-20250219"  # as in the shipped benchmarks.jsonl
 
 # One multiplier per kind of model.
@@ -128,7 +126,8 @@ SAMPLES = {  # (benchmark, subset) -> n_samples (GPQA: 4 epochs, MBPP: 5 epochs)
 
 def offline_env(cache: dict[str, str], trap: TrapProxy, **extra: str) -> dict[str, str]:
     """The environment of a `steerbench` subprocess: synthetic caches, offline, every
-    non-loopback request sent to the trap, no provider keys from the outside."""
+    non-loopback request sent to the trap, no provider keys from the outside. (`run` and
+    `prefetch` also get --synthetic-data: trust the synthetic GPQA CSV, no download retries.)"""
     env = {
         k: v for k, v in os.environ.items()
         if not k.startswith(("HF_", "INSPECT_", "OPENAI_", "ANTHROPIC_", "STEERBENCH_", "DOCKER_"))
@@ -137,8 +136,7 @@ def offline_env(cache: dict[str, str], trap: TrapProxy, **extra: str) -> dict[st
     env.update(cache)
     env.update(trap.environment())
     env.update({
-        "STEERBENCH_SYNTHETIC_DATA": "1",  # trust the synthetic GPQA CSV; no download retries
-        "PYTHONPATH": os.pathsep.join([str(STUBS), str(REPO / "src")]),
+        "PYTHONPATH": os.pathsep.join([str(STUBS), str(REPO / "src"), str(REPO)]),
         "INSPECT_LOG_LEVEL": "warning",
     })
     env.update(extra)
@@ -192,7 +190,7 @@ def shipped_study(tmp_path_factory: pytest.TempPathFactory, offline_cache: dict[
         fleet.write_deployments(deployments)
         env = offline_env(offline_cache, trap, ANTHROPIC_BASE_URL=grader.url, ANTHROPIC_API_KEY=grader.key)
         started = time.perf_counter()
-        proc = steerbench(["run", "--all", "--deployments", str(deployments), "--benchmarks", str(SHIPPED_BENCHMARKS),
+        proc = steerbench(["run", "--synthetic-data", "--all", "--deployments", str(deployments), "--benchmarks", str(SHIPPED_BENCHMARKS),
                            "--log-root", str(root / "logs"), "--sandbox", "local", "--workers", "2"], env, root)
         seconds = time.perf_counter() - started
     csv = aggregate_csv(root / "logs", deployments, SHIPPED_BENCHMARKS, root / "aggregated.csv")
@@ -278,7 +276,7 @@ def test_code_runs_in_the_local_sandbox_only_when_asked(shipped_study: StudyRun)
 
 
 def _train_questions() -> list[str]:
-    data = resources.files("steerbench.offline_data").joinpath("data", "gsm8k.json").read_text()
+    data = resources.files("steerbench.sim.offline_data").joinpath("data", "gsm8k.json").read_text()
     return [row["question"] for row in json.loads(data)["train"]]
 
 
@@ -328,7 +326,7 @@ def failing_study(tmp_path_factory: pytest.TempPathFactory, offline_cache: dict[
         # no Docker engine, whatever this machine has; no Anthropic key needed with grader "self"
         env = offline_env(cache, trap, DOCKER_HOST=f"unix://{root}/no-docker-here.sock")
         started = time.perf_counter()
-        proc = steerbench(["run", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
+        proc = steerbench(["run", "--synthetic-data", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
                            "--log-root", str(root / "logs"), "--workers", "1"], env, root)
         seconds = time.perf_counter() - started
     csv = aggregate_csv(root / "logs", deployments, benchmarks, root / "aggregated.csv")
@@ -427,7 +425,7 @@ def test_prefetch_finds_every_shipped_benchmark_cached(tmp_path: Path, offline_c
         env = offline_env(offline_cache, trap)
         for switch in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
             env.pop(switch)
-        proc = steerbench(["prefetch", "--benchmarks", str(SHIPPED_BENCHMARKS)], env, tmp_path)
+        proc = steerbench(["prefetch", "--synthetic-data", "--benchmarks", str(SHIPPED_BENCHMARKS)], env, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = _prefetch_lines(proc.stdout)
     assert sorted(lines) == sorted(ALL_LABELS)
@@ -444,7 +442,7 @@ def test_prefetch_offline_names_what_is_missing_without_waiting(tmp_path: Path, 
     cache = {k: v.replace(str(cache_root), str(tmp_path / "cache")) for k, v in offline_cache.items()}
     with TrapProxy() as trap:
         started = time.perf_counter()
-        proc = steerbench(["prefetch", "--benchmarks", str(SHIPPED_BENCHMARKS)], offline_env(cache, trap), tmp_path,
+        proc = steerbench(["prefetch", "--synthetic-data", "--benchmarks", str(SHIPPED_BENCHMARKS)], offline_env(cache, trap), tmp_path,
                           timeout=180)
         seconds = time.perf_counter() - started
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import write_jsonl
+from tests.helpers import REPO, write_jsonl
 
-from steerbench.config import ConfigError, load_benchmarks, load_deployments
-from steerbench.plan import RunOptions, build_plan, shard_of
-from steerbench.tasks import resolve_benchmarks
+from steerbench.core.config import ConfigError, load_benchmarks, load_deployments
+from steerbench.core.plan import RunOptions, build_plan, shard_of
+from steerbench.tasks.resolve import resolve_benchmarks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def test_shipped_benchmarks_resolve_to_installed_tasks_that_accept_their_arguments():

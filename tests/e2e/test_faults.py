@@ -3,7 +3,7 @@ right scores, lose nothing, and never redo finished work for nothing.
 
 Every server is a SimulatedEndpoint on 127.0.0.1. Faults are injected on a fixed schedule of
 request numbers (so every test sees them, and none is flaky), and each test asserts that the
-faults really happened. Request retries wait STEERBENCH_RETRY_WAIT (0.1 s) instead of
+faults really happened. Request retries wait --retry-wait (0.1 s) instead of
 Inspect's exponential backoff (3 s and up), which keeps each test within seconds.
 """
 
@@ -23,18 +23,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import expected_accuracy, toy_benchmarks, toy_responder, write_jsonl
+from tests.helpers import expected_accuracy, toy_benchmarks, toy_responder, write_jsonl
 
 from steerbench.cli import main
-from steerbench.simulator import SimulatedEndpoint, SimulatedFleet
+from steerbench.sim.simulator import SimulatedEndpoint, SimulatedFleet
 
 MULTIPLIERS = [-1.0, 0.0, 0.5]
 BENCHMARKS = ("Arithmetic", "Capitals")
+RETRY_WAIT = ("--retry-wait", "0.1")  # seconds between request retries, instead of Inspect's backoff
 
 
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("STEERBENCH_RETRY_WAIT", "0.1")
     # Inspect's sample buffers and traces go here instead of the home folder
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
@@ -62,7 +62,7 @@ def run_in_process(study: dict[str, Path], *extra: str) -> Any:
     selection = [] if "--multiplier" in extra else ["--all"]
     workers = [] if "--workers" in extra else ["--workers", "1"]
     args = ["run", *selection, "--deployments", str(study["deployments"]), "--benchmarks", str(study["benchmarks"]),
-            "--log-root", str(study["logs"]), *workers, *extra]
+            "--log-root", str(study["logs"]), *workers, *RETRY_WAIT, *extra]
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
@@ -70,7 +70,7 @@ def run_subprocess(study: dict[str, Path], *extra: str, wait: bool = True) -> An
     """`steerbench run` as its own process, to kill it or run it beside another."""
     selection = [] if "--multiplier" in extra else ["--all"]
     args = [sys.executable, "-m", "steerbench.cli", "run", *selection, "--deployments", str(study["deployments"]),
-            "--benchmarks", str(study["benchmarks"]), "--log-root", str(study["logs"]), *extra]
+            "--benchmarks", str(study["benchmarks"]), "--log-root", str(study["logs"]), *RETRY_WAIT, *extra]
     if wait:
         return subprocess.run(args, capture_output=True, text=True, timeout=120)
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -79,7 +79,7 @@ def run_subprocess(study: dict[str, Path], *extra: str, wait: bool = True) -> An
 def assert_complete_grid(logs: Path, multipliers: list[float], benchmarks: tuple[str, ...] = BENCHMARKS,
                          samples: int = 4, accuracy: Callable[[float], float] = expected_accuracy) -> None:
     """One successful log per cell, every sample scored, and exactly the expected accuracy."""
-    from steerbench.aggregate import aggregate
+    from steerbench.results.aggregate import aggregate
 
     result = aggregate(str(logs))
     assert result.skipped == []

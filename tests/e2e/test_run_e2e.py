@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import all_bytes_under, expected_accuracy
+from tests.helpers import all_bytes_under, expected_accuracy
 
 from steerbench.cli import main
 
@@ -113,7 +113,7 @@ def test_worker_processes_give_the_same_scores(study, fleet):
                      str(study["benchmarks"]), "--log-root", str(study["logs"]), "--workers", "2",
                      "--benchmark", "Arithmetic", "--max-connections", "2")
     assert result.exit_code == 0, result.output
-    from steerbench.aggregate import aggregate
+    from steerbench.results.aggregate import aggregate
 
     rows = aggregate(str(study["logs"])).rows
     assert len(rows) == 5
@@ -158,7 +158,7 @@ def test_preflight_names_a_down_endpoint_and_runs_nothing(study, fleet):
 
 
 def test_model_is_required_when_the_endpoint_lists_several(study, fleet, monkeypatch):
-    import steerbench.endpoints as endpoints
+    import steerbench.execution.endpoints as endpoints
 
     served = fleet.endpoints[0]
     original = endpoints.probe_endpoint

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from steerbench.flags import CellEstimate, find_flags, is_spike
-from steerbench.scores import cell_scores
-from steerbench.stats import holm, mean_interval, paired_change
+from steerbench.results.flags import CellEstimate, find_flags, is_spike
+from steerbench.results.scores import cell_scores
+from steerbench.results.stats import holm, mean_interval, paired_change
 
 # ---------------------------------------------------------------- intervals
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 
-from steerbench.demo import DEMO_MULTIPLIERS, p_refuse, p_right
+from steerbench.sim.demo import DEMO_MULTIPLIERS, p_refuse, p_right
 
 CAPABILITY = ["MMLU", "ARC_Easy", "ARC_Challenge", "GPQA", "HumanEval", "MBPP", "GSM8K", "CommonSenseQA", "TruthfulQA"]
 

@@ -18,42 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import TASKS_FILE, expected_accuracy, toy_benchmarks, toy_responder, write_jsonl
+from tests.helpers import REPO, TASKS_FILE, expected_accuracy, toy_benchmarks, toy_responder, write_jsonl
 
-from steerbench.simulator import SimulatedEndpoint, SimulatedFleet
-from steerbench.task_source import NON_LITERAL, static_signature
-from steerbench.tasks import _imported_signature
+from steerbench.sim.simulator import SimulatedEndpoint, SimulatedFleet
+from steerbench.tasks.source import NON_LITERAL, static_signature
+from steerbench.tasks.resolve import imported_signature
 
-STUDY_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks.jsonl"
-
-
-def _study_eval_names() -> list[str]:
-    return [json.loads(line)["eval_name"] for line in STUDY_BENCHMARKS.read_text().splitlines() if line.strip()]
-
-
-@pytest.mark.parametrize("eval_name", _study_eval_names() + [f"{TASKS_FILE}@arithmetic", f"{TASKS_FILE}@capitals"])
-def test_signature_from_source_matches_the_imported_task(eval_name: str) -> None:
-    static = static_signature(eval_name)
-    imported = _imported_signature(eval_name)
-    assert static is not None and imported is not None
-    params, accepts_any = imported
-    assert list(static.params) == list(params)
-    assert static.accepts_any == accepts_any
-    for name, default in params.items():
-        if static.params[name] is not NON_LITERAL:
-            assert static.params[name] == default or static.params[name] is default, name
-
-
-def test_unknown_or_uncertain_tasks_are_left_to_the_import_path(tmp_path: Path) -> None:
-    renamed = tmp_path / "renamed.py"
-    renamed.write_text("from inspect_ai import task\n\n@task(name='other')\ndef renamed(x: int = 1):\n    pass\n")
-    plain = tmp_path / "plain.py"
-    plain.write_text("def helper(x=1):\n    pass\n")
-    assert static_signature("inspect_evals/no_such_task") is None
-    assert static_signature("no_such_package/gsm8k") is None
-    assert static_signature(f"{renamed}@renamed") is None  # registered under another name
-    assert static_signature(f"{plain}@helper") is None  # not a task
-    assert static_signature(f"{tmp_path}/missing.py@x") is None
+STUDY_BENCHMARKS = REPO / "benchmarks.jsonl"
 
 
 def _dry_run(tmp_path: Path, benchmarks: list[dict]) -> subprocess.CompletedProcess[str]:
@@ -147,7 +118,7 @@ def test_forked_workers_one_per_multiplier_respect_max_connections(tmp_path: Pat
         for endpoint in fleet.endpoints:
             assert endpoint.stats.completions == 8, endpoint.multiplier
             assert 1 <= endpoint.stats.peak_in_flight <= 2, endpoint.multiplier
-    from steerbench.aggregate import aggregate
+    from steerbench.results.aggregate import aggregate
 
     rows = aggregate(str(logs)).rows
     assert len(rows) == 10
@@ -155,38 +126,12 @@ def test_forked_workers_one_per_multiplier_respect_max_connections(tmp_path: Pat
         assert row["accuracy"] == pytest.approx(expected_accuracy(float(row["multiplier"])))
 
 
-def test_default_workers_is_one_per_multiplier() -> None:
-    from steerbench.workers import MAX_DEFAULT_WORKERS, default_workers
-
-    assert default_workers(7, forking=True) == 7
-    assert default_workers(1, forking=True) == 1
-    assert default_workers(1000, forking=True) == MAX_DEFAULT_WORKERS
-    # spawned workers cost seconds each: one per core, as before
-    assert default_workers(7, forking=False) == min(7, os.cpu_count() or 1)
-
-
-def test_source_reading_never_imports(tmp_path: Path) -> None:
-    """The static reader parses; a task file with import-time side effects is not run."""
-    marker = tmp_path / "ran"
-    task_file = tmp_path / "side_effect.py"
-    task_file.write_text(
-        f"open({str(marker)!r}, 'w').close()\nfrom inspect_ai import task\n\n"
-        "@task\ndef t(fewshot: int = 3, *, name: str = 'x', **kwargs):\n    pass\n"
-    )
-    sig = static_signature(f"{task_file}@t")
-    assert sig is not None and sig.accepts_any
-    assert sig.params == {"fewshot": 3, "name": "x"}
-    assert not marker.exists()
-    ast.parse(task_file.read_text())  # (the file is valid Python)
-    assert pyinspect.Parameter.empty not in sig.params.values()
-
-
 def test_header_reader_gives_inspects_header_and_reports_damage(study: dict[str, Path], tmp_path: Path) -> None:
     from click.testing import CliRunner
     from inspect_ai.log import list_eval_logs, read_eval_log
 
     from steerbench.cli import main
-    from steerbench.log_headers import read_log_headers
+    from steerbench.logs.headers import read_log_headers
 
     result = CliRunner().invoke(main, ["run", "--deployments", str(study["deployments"]), "--benchmarks",
                                        str(study["benchmarks"]), "--log-root", str(study["logs"]), "--workers", "1",

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import all_bytes_under, toy_benchmarks, toy_responder, write_jsonl
+from tests.helpers import all_bytes_under, toy_benchmarks, toy_responder, write_jsonl
 
 from steerbench.cli import main
-from steerbench.redaction import Redactor
-from steerbench.simulator import SimulatedEndpoint, SimulatedFleet
+from steerbench.execution.redaction import Redactor
+from steerbench.sim.simulator import SimulatedEndpoint, SimulatedFleet
 
 # distinctive, so that a hit can only be a leak
 LITERAL_KEY = "sk-PLANTED-literal-7Qx9Zr4Lm2Vb8Nc6"
@@ -52,7 +52,6 @@ def test_planted_keys_appear_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
     status, a dry run and a run that fails: no key in any output, nor in any byte written
     under the working folder, log root, CSV, or Inspect's data folder (traces, sample buffers)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("STEERBENCH_RETRY_WAIT", "0.1")
     monkeypatch.setenv(ENV_VAR, ENV_KEY)
     keys = [LITERAL_KEY, ENV_KEY]
     literal = SimulatedEndpoint(0.0, toy_responder, key=LITERAL_KEY, fault=echo_401).start()
@@ -69,7 +68,7 @@ def test_planted_keys_appear_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
         # the run in its own process (workers print to the real stdout/stderr); the rest in this one
         outputs = [
-            cli("run", "--all", *files, "--log-root", logs, "--workers", "2"),
+            cli("run", "--all", *files, "--log-root", logs, "--workers", "2", "--retry-wait", "0.1"),
             in_process("run", "--all", *files, "--log-root", logs, "--dry-run"),
             in_process("aggregate", *files, "--log-root", logs, "--output", str(tmp_path / "data" / "out.csv")),
         ]
@@ -82,7 +81,7 @@ def test_planted_keys_appear_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
         # a run in which every request is rejected (and echoed): errors, not leaks
         from_env.fault = lambda endpoint, number: "401"
-        outputs.append(in_process("run", "--multiplier", "1.0", *files, "--log-root", str(tmp_path / "logs-failing"),
+        outputs.append(in_process("run", "--multiplier", "1.0", "--retry-wait", "0.1", *files, "--log-root", str(tmp_path / "logs-failing"),
                                   "--workers", "1", "--limit", "1", "--benchmark", "Arithmetic"))
     finally:
         literal.stop()
@@ -126,41 +125,6 @@ def test_env_var_key_is_resolved_at_run_time_only(tmp_path: Path, monkeypatch: p
         assert ENV_KEY not in ok.output
 
 
-def test_redactor_masks_log_records_streams_and_tracebacks() -> None:
-    """The process-wide guards: log messages, `extra` fields (Inspect's trace records), logged
-    exceptions and anything written to sys.stderr, e.g. a traceback."""
-    key = "sk-PLANTED-unit-8Fj2Lw6Qz"
-    captured, stderr_text = io.StringIO(), io.StringIO()
-
-    class EverythingFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:  # like a JSON trace handler
-            return json.dumps({k: str(v) for k, v in record.__dict__.items()}) + super().format(record)
-
-    handler = logging.StreamHandler(captured)
-    handler.setFormatter(EverythingFormatter())
-    logger = logging.getLogger("steerbench.test_secrets")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    stdout, stderr, sys.stderr = sys.stdout, sys.stderr, stderr_text
-    try:
-        Redactor([key]).install_logging_filter()
-        logger.warning("retrying after: %s", f"Authorization: Bearer {key}")
-        logger.info("trace", extra={"error": f"401 - Bearer {key}", "detail": key})
-        try:
-            raise RuntimeError(f"server said: Bearer {key}")
-        except RuntimeError:
-            logger.exception("request failed")
-            traceback.print_exc()  # to sys.stderr, as an uncaught exception would be
-        sys.stderr.write(f"plain write {key}\n")
-    finally:
-        logger.removeHandler(handler)
-        sys.stdout, sys.stderr = stdout, stderr  # the guard wrapped both
-    logged, printed = captured.getvalue(), stderr_text.getvalue()
-    assert "Bearer ***" in logged and "server said: Bearer ***" in logged and "401 - Bearer ***" in logged
-    assert "RuntimeError: server said: Bearer ***" in printed and "plain write ***" in printed
-    assert key not in logged + printed
-
-
 def test_guarded_model_never_receives_an_echoed_key() -> None:
     """The masking transport alone: the OpenAI SDK's exception for a 401 that quotes the
     Authorization header holds no key, also after Inspect rebuilds the client (which it does
@@ -196,25 +160,6 @@ def test_guarded_model_never_receives_an_echoed_key() -> None:
         assert endpoint.stats.requests == 2
     finally:
         endpoint.stop()
-
-
-def test_redactor_masks_keys_inside_eval_archives(tmp_path: Path) -> None:
-    """scrub_file rewrites an .eval (zip, zstandard members, repeated names) with keys masked."""
-    import zipfile
-
-    import zipfile_zstd  # noqa: F401
-
-    key = "sk-PLANTED-zip-5Tg8Hy3Nm"
-    path = tmp_path / "x.eval"
-    with pytest.warns(UserWarning), zipfile.ZipFile(path, "w", compression=zipfile.ZIP_ZSTANDARD) as archive:  # type: ignore[attr-defined]
-        archive.writestr("samples/1_epoch_1.json", json.dumps({"error": f"Bearer {key}"}))
-        archive.writestr("samples/1_epoch_1.json", json.dumps({"error": f"again {key}"}))  # rewritten member
-        archive.writestr("header.json", "{}")
-    assert Redactor([key]).scrub_file(path)
-    contents = [data for _, data in all_bytes_under(tmp_path)]
-    assert len(contents) == 4  # the archive and its three members
-    assert not any(key.encode() in data for data in contents)
-    assert b"Bearer ***" in b"".join(contents)
 
 
 # ---------------------------------------------------------------- code execution

@@ -1,4 +1,4 @@
-"""The replay journal (steerbench.replay): a re-run after a hard kill gets the answers the
+"""The replay journal (steerbench.execution.replay): a re-run after a hard kill gets the answers the
 endpoint already gave from the journal, never from the endpoint, and each one goes back to
 the sample and epoch that asked for it.
 
@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import write_jsonl
+from tests.helpers import write_jsonl
 
 from steerbench.cli import main
-from steerbench.replay import JOURNAL_FOLDER, ReplayJournal
-from steerbench.simulator import SimulatedFleet
+from steerbench.execution.replay import JOURNAL_FOLDER, ReplayJournal
+from steerbench.sim.simulator import SimulatedFleet
 
 EPOCHS_TASK = '''
 from inspect_ai import Epochs, Task, task
@@ -120,28 +120,3 @@ def test_normal_end_deletes_the_journal_and_a_new_run_asks_the_endpoint(
     assert "replay journal" not in second.output
     assert endpoint.stats.completions == 30
     assert not list(study["logs"].rglob(JOURNAL_FOLDER))
-
-
-def test_remote_log_folders_have_no_journal() -> None:
-    journal = ReplayJournal("http://127.0.0.1:1/v1")
-    assert not journal.open("s3://bucket/logs/Misc/multiplier_0")
-    assert not journal.active
-
-
-def test_shards_of_one_multiplier_keep_their_own_journals(tmp_path: Path) -> None:
-    """Shards of one multiplier run side by side in one folder: one ending must not delete
-    the journal the other is still writing."""
-    from steerbench.replay import Answer
-
-    url = "http://127.0.0.1:1/v1"
-    first, second = ReplayJournal(url, (1, 2)), ReplayJournal(url, (2, 2))
-    assert first.open(str(tmp_path)) and second.open(str(tmp_path))
-    assert first.path != second.path
-    second.record("k", Answer(200, "application/json", b"{}"))
-    first.close(finished=True)
-    second.close(finished=False)
-    assert second.path.exists() and not first.path.exists()
-    again = ReplayJournal(url, (2, 2))
-    again.open(str(tmp_path))
-    assert again.left_over == 1 and again.take("k") == Answer(200, "application/json", b"{}")
-    assert again.take("k") is None  # each answer is replayed once

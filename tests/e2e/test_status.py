@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import toy_benchmarks, toy_responder
+from tests.helpers import toy_benchmarks, toy_responder
 
 from steerbench.cli import main
-from steerbench.config import Multiplier
-from steerbench.locks import multiplier_locks
-from steerbench.simulator import SimulatedFleet
-from steerbench.status import INTERRUPTED
+from steerbench.core.config import Multiplier
+from steerbench.execution.locks import multiplier_locks
+from steerbench.sim.simulator import SimulatedFleet
+from steerbench.results.status import INTERRUPTED
 
 GRID_MULTIPLIERS = [0.0, 0.5, 1.0]  # 0.5 is deployed but never run: its cells are missing
 

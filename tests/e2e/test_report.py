@@ -26,16 +26,15 @@ from inspect_ai.scorer import CORRECT, INCORRECT, PARTIAL, Score, Target, match,
 from inspect_ai.solver import TaskState, generate, user_message
 
 from steerbench.cli import main
-from steerbench.simulator import SimulatedFleet, message_text
+from steerbench.sim.simulator import SimulatedFleet, message_text
 
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import write_jsonl  # noqa: E402
+from tests.helpers import REPO, write_jsonl
 
 N = 30  # the smallest n for which the normal approximation is used
 MULTIPLIERS = [-1.0, -0.5, 0.0, 0.5, 1.0]
 BROKEN = ("ToyCode", 0.5)
 MISSING = ("ToyIFEval", -0.5)
-NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "01_analyse_benchmarking_results.ipynb"
+NOTEBOOK = REPO / "notebooks" / "01_analyse_benchmarking_results.ipynb"
 FIGURES = ["accuracy_by_benchmark", "ifeval_metrics_by_multiplier", "sycophancy_metrics_by_multiplier",
            "xstest_by_multiplier", "delta_heatmap", "capability_safety_tradeoff"]
 
@@ -293,7 +292,7 @@ def test_planted_broken_and_missing_cells_are_flagged_by_report_and_aggregate(gr
 
 
 def test_a_clean_grid_raises_no_flag(grid, tmp_path: Path) -> None:
-    from steerbench.analysis import analyse
+    from steerbench.results.analysis import analyse
 
     clean = tmp_path / "clean"
     for benchmark in ("ToyReasoning", "ToySycophancy"):

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import toy_benchmarks, write_jsonl
+from tests.helpers import toy_benchmarks, write_jsonl
 
-from steerbench.check import SANITY_PROMPTS
+from steerbench.execution.check import SANITY_PROMPTS
 from steerbench.cli import main
-from steerbench.simulator import SimulatedEndpoint, message_text
+from steerbench.sim.simulator import SimulatedEndpoint, message_text
 
 
 def steered(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:

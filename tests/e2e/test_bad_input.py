@@ -13,10 +13,10 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import expected_accuracy, toy_benchmarks, toy_responder
+from tests.helpers import expected_accuracy, toy_benchmarks, toy_responder
 
 from steerbench.cli import main
-from steerbench.simulator import SimulatedFleet
+from steerbench.sim.simulator import SimulatedFleet
 
 UNSET_KEY_VAR = "STEERBENCH_TEST_KEY_THAT_IS_NOT_SET"
 CREDENTIAL = "hunter2-in-the-url"

@@ -1,0 +1,33 @@
+"""Inspect's private state: the sample a request belongs to, the log reader's context, a model's retry wait."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def active_sample() -> tuple[str, str, str] | None:
+    """(task, sample id, epoch) of the sample running in this context; None outside a sample."""
+    from inspect_ai.log._samples import sample_active
+
+    active = sample_active()
+    if active is None:
+        return None
+    return str(active.task), str(active.sample.id), str(active.epoch)
+
+
+def deserializing_context() -> Any:
+    """The context Inspect's own reader validates a log header with (None where it has none)."""
+    try:
+        from inspect_ai._util.constants import get_deserializing_context
+    except ImportError:  # pragma: no cover
+        return None
+    return get_deserializing_context()
+
+
+def set_retry_wait(model: Any, seconds: float) -> None:
+    """Wait `seconds` between retries of a failed request, instead of Inspect's exponential
+    backoff (3 s, doubling, at most 30 min): for tests and local servers."""
+    from tenacity import wait_fixed
+
+    wait = wait_fixed(seconds)
+    model.api.retry_wait = lambda: wait

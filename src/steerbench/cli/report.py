@@ -1,0 +1,43 @@
+"""`steerbench report`: figures, paired statistics, flags and a self-contained report.html."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..core.config import ConfigError
+from .options import friendly_errors, planned_cell_files
+from .output import print_flags, print_skipped, say
+
+
+@click.command()
+@click.option("--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix).")
+@click.option("--csv", "csv_path", default="data/aggregated_inspect_logs.csv", show_default=True,
+              help="Aggregate CSV, rewritten from the logs; paired_differences.csv goes next to it.")
+@click.option("--out", default="outputs", show_default=True, help="Folder for figures/ and report.html.")
+@planned_cell_files
+@friendly_errors
+def report(log_root: str, csv_path: str, out: str, deployments: str, benchmarks: str) -> None:
+    """Figures, paired statistics, flags and a self-contained report.html from the logs."""
+    from ..core.paths import is_remote, require_filesystem
+    from ..core.plan import planned_cells
+    from ..report.html import write_analysis
+    from ..results.analysis import analyse
+
+    require_filesystem(log_root)
+    for name, path in (("--out", out), ("--csv", csv_path)):
+        if is_remote(path):
+            raise ConfigError("command line", "must be a local folder or file", field=name)
+    analysis = analyse(log_root, planned_cells(deployments, benchmarks))
+    print_skipped(analysis.aggregate.skipped)
+    if not analysis.aggregate.rows:
+        raise ConfigError("command line", f"no steerbench logs under {log_root}", field="--log-root")
+    files = write_analysis(analysis, csv_path, out)
+    say(f"wrote {files.csv}, {files.paired_csv}")
+    say(f"wrote {len(files.figures)} figures (PNG and PDF) to {os.path.join(out, 'figures')}")
+    say(f"wrote {files.html} (open it in a browser; it needs no network)")
+    print_flags(analysis.flags)
+
+
+command = report

@@ -1,0 +1,1 @@
+"""Running a plan: preflight, endpoints, worker processes, locks, the replay journal, key redaction, prefetch, check."""

@@ -1,0 +1,26 @@
+"""What steerbench writes into every Inspect log it makes, so readers know which cell a log is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# the key of steerbench's cell description in an eval's metadata
+STEERBENCH_METADATA = "steerbench"
+
+
+def cell_metadata(cell: Any) -> dict[str, Any]:
+    """The metadata a cell's log carries (a steerbench.core.plan.Cell)."""
+    return {
+        "benchmark": cell.benchmark,
+        "subset": cell.subset,
+        "category": cell.category,
+        "multiplier": cell.multiplier.label,
+        "multiplier_value": cell.multiplier.value,
+        "shots": cell.shots,
+        "eval_name": cell.eval_name,
+    }
+
+
+def steerbench_metadata(log: Any) -> dict[str, Any] | None:
+    """The cell description of an EvalLog (header), or None for a log steerbench did not write."""
+    return (log.eval.metadata or {}).get(STEERBENCH_METADATA)
