@@ -5,7 +5,7 @@ Needs the CPU vLLM environment (scripts/setup_vllm_cpu.sh VENV), then:
     VENV/bin/python bench/serve_one_vs_many.py [--samples 40] [--work /tmp/serve-bench]
 
 Both ways serve the tiny test model (steerbench.sim.tiny_model) steered at -1, 0, 1, and run the same
-grid with `steerbench run --all` (one small task, greedy, 16 tokens). Memory is the summed PSS of
+grid with `steerbench run --all` (steerbench.sim.tiny_grid, greedy, 16 tokens). Memory is the summed PSS of
 every process of the servers (API server, engine core, workers), sampled every 0.5 s; wall time
 is start-up and the grid separately.
 """
@@ -13,7 +13,6 @@ is start-up and the grid separately.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import threading
@@ -22,27 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from steerbench.sim.tiny_grid import write_benchmarks
 from steerbench.sim.tiny_model import build_tiny_model
 
 MULTIPLIERS = "-1,0,1"
 VLLM_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "128M", "--max-model-len", "512",
              "--served-model-name", "tiny"]
-TASK = '''
-from inspect_ai import Task, task
-from inspect_ai.dataset import Sample
-from inspect_ai.scorer import includes
-from inspect_ai.solver import generate
-
-
-@task
-def tiny_grid(samples: int = 40):
-    words = ["red", "blue", "fox", "dog", "plus", "two", "four", "Mars"]
-    return Task(
-        dataset=[Sample(input=f"Say a word like {words[i % 8]} number {i}.", target=words[i % 8], id=i) for i in range(samples)],
-        solver=generate(),
-        scorer=includes(),
-    )
-'''
 
 
 def descendants(pid: int) -> list[int]:
@@ -113,7 +97,7 @@ def one_way(name: str, work: Path, model: Path, vector: Path, benchmarks: Path, 
             raise SystemExit(f"{name}: run failed:\n{run.stdout}\n{run.stderr}")
         subprocess.run([sys.executable, "-m", "steerbench.cli", "aggregate", "--deployments", str(folder / "deployments.jsonl"),
                         "--benchmarks", str(benchmarks), "--log-root", str(folder / "logs"),
-                        "--out", str(folder / "data.csv")], cwd=folder, capture_output=True, check=True)
+                        "--output", str(folder / "data.csv")], cwd=folder, capture_output=True, check=True)
     finally:
         memory.stopped.set()
         serve.terminate()
@@ -133,10 +117,7 @@ def main() -> None:
     model = build_tiny_model(args.work / "tiny")
     vector = args.work / "vector.npy"
     np.save(vector, (np.random.default_rng(1).normal(size=64) * 3).astype("float32"))
-    (args.work / "tiny_grid.py").write_text(TASK)
-    benchmarks = args.work / "benchmarks.jsonl"
-    benchmarks.write_text(json.dumps({"name": "TinyGrid", "eval_name": f"{args.work / 'tiny_grid.py'}@tiny_grid",
-                                      "category": "capability", "shots": 0, "task_args": {"samples": args.samples}}) + "\n")
+    benchmarks = write_benchmarks(args.work / "benchmarks.jsonl", args.samples)
     many = one_way("n_servers", args.work, model, vector, benchmarks, args.samples, [])
     one = one_way("one_server", args.work, model, vector, benchmarks, args.samples, ["--one-server"])
     print(f"{'way':<12} {'peak memory GB':>15} {'start-up s':>11} {'grid s':>8}  accuracy by multiplier")

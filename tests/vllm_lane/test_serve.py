@@ -15,6 +15,8 @@ import pytest
 from conftest import LAYER, Served
 from reference import reference_tokens
 
+from steerbench.sim.tiny_grid import write_benchmarks
+
 PROMPTS = ["What is two plus two?", "Which planet is red?", "The quick brown fox jumps over the lazy dog. " * 6]
 MAX_TOKENS = 12
 
@@ -97,6 +99,51 @@ def test_wrong_key_is_refused(fleets):
     with pytest.raises(urllib.error.HTTPError) as refused:
         ask(line, "hello")
     assert refused.value.code == 401
+
+
+def steerbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_check_passes_and_warns_on_an_unsteered_multiplier(fleets, lane_dir):
+    folder = lane_dir / "check"
+    folder.mkdir()
+    benchmarks = write_benchmarks(folder / "benchmarks.jsonl", 4)
+    for served in fleets.values():
+        result = steerbench("check", "--deployments", str(served.deployments), "--benchmarks", str(benchmarks), cwd=folder)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "gave identical answers" not in (result.stdout + result.stderr)
+    # multiplier 1 pointed at the one server without its steer_multiplier: unsteered, like multiplier 0
+    lines = by_multiplier(fleets["one_server"])
+    broken = folder / "deployments.jsonl"
+    unsteered = {key: value for key, value in lines["1"].items() if key != "extra_body"}
+    broken.write_text("".join(json.dumps(line) + "\n" for line in (lines["0"], unsteered)))
+    result = steerbench("check", "--deployments", str(broken), "--benchmarks", str(benchmarks), cwd=folder)
+    output = result.stdout + result.stderr
+    assert "warning: multipliers 0 and 1 gave identical answers" in output, output
+
+
+def test_run_and_aggregate_one_server_equals_per_server(fleets, lane_dir):
+    import pandas as pd
+
+    benchmarks = write_benchmarks(lane_dir / "grid_benchmarks.jsonl", 12)
+    frames = {}
+    for name, served in fleets.items():
+        folder = lane_dir / f"grid_{name}"
+        folder.mkdir()
+        common = ["--deployments", str(served.deployments), "--benchmarks", str(benchmarks), "--log-root", "logs"]
+        result = steerbench("run", "--all", *common, "--max-tokens", str(MAX_TOKENS), cwd=folder)
+        assert result.returncode == 0, result.stdout + result.stderr
+        result = steerbench("aggregate", *common, "--output", "data.csv", cwd=folder)
+        assert result.returncode == 0, result.stdout + result.stderr
+        frame = pd.read_csv(folder / "data.csv").set_index("multiplier").sort_index()
+        assert list(frame["status"]) == ["success"] * 3 and list(frame["n_samples"]) == [12] * 3
+        assert set(frame["steering_layer"]) == {LAYER}
+        assert set(frame["steering_model"]) == {served.lines()[0]["steering"]["model"]}
+        assert frame["steering_vector_sha256"].str.len().eq(64).all()
+        frames[name] = frame
+    assert frames["one_server"]["accuracy"].to_dict() == frames["per_server"]["accuracy"].to_dict()
 
 
 def descendants(pid: int) -> set[int]:

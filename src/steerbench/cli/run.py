@@ -21,6 +21,8 @@ from .output import error, print_plan, print_sandbox_warning, print_summary, say
 @click.option("--log-root", default="logs", show_default=True, help="Log root (a folder or s3://bucket/prefix).")
 @click.option("--limit", type=int, default=None, help="Samples per eval (smoke runs).")
 @click.option("--max-connections", type=int, default=None, help="Concurrent requests per endpoint [default: 20].")
+@click.option("--max-connections-per-server", type=int, default=None,
+              help="Cap on concurrent requests to one server, summed over the multipliers that share its URL.")
 @click.option("--temperature", type=float, default=None, help="Override the study's temperature (0.0).")
 @click.option("--max-tokens", type=int, default=None, help="Override the study's max_tokens (1000).")
 @click.option("--request-timeout", type=int, default=None, help="Seconds per request attempt before retrying (100).")
@@ -37,7 +39,7 @@ from .output import error, print_plan, print_sandbox_warning, print_summary, say
 @friendly_errors
 def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str, ...], categories: tuple[str, ...],
         deployments: str, benchmarks: str, log_root: str, limit: int | None, max_connections: int | None,
-        temperature: float | None, max_tokens: int | None, request_timeout: int | None, sandbox: str | None,
+        max_connections_per_server: int | None, temperature: float | None, max_tokens: int | None, request_timeout: int | None, sandbox: str | None,
         shard: str | None, workers: int | None, dry_run: bool, synthetic_data: bool, retry_wait: float | None) -> None:
     """Run the (multiplier x benchmark) grid; re-running resumes what is missing."""
     from ..core.config import DEFAULT_MAX_CONNECTIONS
@@ -52,6 +54,7 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
     options = RunOptions(
         multipliers=multipliers, all=run_all, benchmarks=benchmark_names, categories=categories,
         limit=limit, max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
+        max_connections_per_server=max_connections_per_server,
         generate=overrides, sandbox=sandbox, shard=parse_shard(shard),
         retry_wait=retry_wait, trust_gpqa_sha256=synthetic_gpqa_sha256(synthetic_data),
     )

@@ -30,7 +30,10 @@ GENERATE_FIELDS = {
     "num_choices", "logprobs", "top_logprobs", "reasoning_effort", "max_retries",
 }
 
-DEPLOYMENT_FIELDS = {"multiplier", "url", "key", "model"}
+DEPLOYMENT_FIELDS = {"multiplier", "url", "key", "model", "extra_body", "steering"}
+# Keys of a chat-completion request that extra_body must not override: steerbench and Inspect own them.
+RESERVED_BODY_KEYS = ("model", "messages", "stream")
+STEERING_FIELDS = {"model", "layer", "vector_sha256", "normalized"}
 BENCHMARK_FIELDS = {
     "name", "eval_name", "category", "shots", "task_args", "subsets",
     "grader", "generate", "sandbox", "description",
@@ -78,6 +81,14 @@ class Deployment:
     model: str | None
     source: str
     line: int
+    # merged into every chat-completion request of this multiplier, e.g. {"vllm_xargs": {"steer_multiplier": 1.5}}
+    extra_body: dict[str, Any] | None = None
+    steering: dict[str, Any] | None = None  # provenance written by `steerbench serve`
+
+    @property
+    def identity(self) -> str:
+        """What tells deployments apart when several share a URL (one server, per-request steering)."""
+        return f"{self.url}#multiplier={self.multiplier.label}"
 
     @property
     def key_env_var(self) -> str | None:
@@ -261,8 +272,36 @@ def load_deployments(path: Path | str) -> list[Deployment]:
         model = obj.get("model")
         if model is not None and (not isinstance(model, str) or not model.strip() or "\x00" in model):
             raise ConfigError(source, "must be a non-empty string", line, "model")
-        deployments.append(Deployment(multiplier, url, key, model, source, line))
+        extra_body = _check_extra_body(obj.get("extra_body"), source, line)
+        steering = _check_steering(obj.get("steering"), source, line)
+        deployments.append(Deployment(multiplier, url, key, model, source, line, extra_body, steering))
     return sorted(deployments, key=lambda d: d.multiplier.value)
+
+
+def _check_extra_body(raw: Any, source: str, line: int) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "must be a JSON object merged into each request, e.g. {\"vllm_xargs\": {...}}", line, "extra_body")
+    reserved = [key for key in RESERVED_BODY_KEYS if key in raw]
+    if reserved:
+        raise ConfigError(source, f"must not set {reserved[0]!r}: steerbench sends it", line, "extra_body")
+    try:
+        json.dumps(raw, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ConfigError(source, "must hold only JSON values (no NaN or Infinity)", line, "extra_body") from None
+    return raw
+
+
+def _check_steering(raw: Any, source: str, line: int) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, f"must be an object with {', '.join(sorted(STEERING_FIELDS))}", line, "steering")
+    unknown = sorted(set(raw) - STEERING_FIELDS)
+    if unknown:
+        raise ConfigError(source, f"has unknown field {unknown[0]!r} (allowed: {', '.join(sorted(STEERING_FIELDS))})", line, "steering")
+    return raw
 
 
 # ---------------------------------------------------------------- benchmarks

@@ -32,6 +32,7 @@ class RunOptions:
     categories: tuple[str, ...] = ()
     limit: int | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_server: int | None = None  # cap on the sum over deployments sharing a URL
     generate: dict[str, Any] = field(default_factory=dict)  # per-run overrides of GENERATE_DEFAULTS
     sandbox: str | None = None  # --sandbox: override for tasks that run code
     shard: tuple[int, int] | None = None  # (i, n), 1-based
@@ -54,6 +55,7 @@ class Cell:
     model_roles: dict[str, str]
     sandbox: str | None  # applied only to tasks that use a sandbox
     shots: int | None
+    steering: dict[str, Any] | None = None  # the deployment's provenance, copied into the log's metadata
 
     @property
     def folder(self) -> str:
@@ -186,6 +188,7 @@ def build_plan(
         raise ConfigError("command line", "must be at least 1", field="--max-connections")
     _check_run_generate(options.generate)
     chosen_deployments = _select_deployments(deployments, options)
+    connection_limits(chosen_deployments, options)  # a cap below one connection per multiplier fails here
     chosen_benchmarks = _select_benchmarks(benchmarks, options)
     warnings: list[str] = []
     cells: list[Cell] = []
@@ -212,6 +215,7 @@ def build_plan(
                         model_roles=roles,
                         sandbox=sandbox,
                         shots=bench.shots,
+                        steering=dep.steering,
                     )
                 )
     if options.shard is not None:
@@ -221,6 +225,31 @@ def build_plan(
         cells = [c for c in cells if shard_of(c, count) == index - 1]
     return Plan(tuple(cells), tuple(chosen_deployments), options, tuple(warnings),
                 tuple(chosen_benchmarks), {b.name: signatures[b.name] for b in chosen_benchmarks})
+
+
+def server_url(url: str) -> str:
+    return url.rstrip("/")
+
+
+def connection_limits(deployments: list[Deployment] | tuple[Deployment, ...], options: RunOptions) -> dict[float, int]:
+    """Connections per multiplier: --max-connections, and with --max-connections-per-server N, an even
+    share of N among the deployments that share a URL, so their sum can never exceed N."""
+    sharing: dict[str, int] = {}
+    for deployment in deployments:
+        sharing[server_url(deployment.url)] = sharing.get(server_url(deployment.url), 0) + 1
+    cap = options.max_connections_per_server
+    if cap is not None:
+        if cap < 1:
+            raise ConfigError("command line", "must be at least 1", field="--max-connections-per-server")
+        crowded = max(sharing.values(), default=0)
+        if cap < crowded:
+            raise ConfigError("command line", f"{cap} is fewer than the {crowded} multipliers that share one server "
+                              "(each needs at least one connection)", field="--max-connections-per-server")
+    return {
+        d.multiplier.value: options.max_connections if cap is None
+        else min(options.max_connections, cap // sharing[server_url(d.url)])
+        for d in deployments
+    }
 
 
 def grid(deployments: list[Deployment], benchmarks: list[Benchmark]) -> list[CellKey]:

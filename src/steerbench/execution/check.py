@@ -67,7 +67,7 @@ class CheckReport:
 # ---------------------------------------------------------------- asking
 
 
-def ask(client: Any, url: str, key: str, model: str, prompt: str) -> str:
+def ask(client: Any, url: str, key: str, model: str, prompt: str, extra_body: dict[str, Any] | None = None) -> str:
     """One chat completion at temperature 0; raises RuntimeError with a one-line reason."""
     import httpx
 
@@ -80,6 +80,7 @@ def ask(client: Any, url: str, key: str, model: str, prompt: str) -> str:
                 "messages": [{"role": "user", "content": prompt}],
                 "temperature": 0.0,
                 "max_tokens": SANITY_MAX_TOKENS,
+                **(extra_body or {}),  # per-request steering: the multiplier travels in the body
             },
         )
     except httpx.TimeoutException:
@@ -106,7 +107,7 @@ def ask_endpoint(status: EndpointStatus, key: str, prompts: tuple[str, ...], tim
         started = time.perf_counter()
         for prompt in prompts:
             try:
-                texts.append(ask(client, deployment.url, key, status.served_model or "", prompt))
+                texts.append(ask(client, deployment.url, key, status.served_model or "", prompt, deployment.extra_body))
             except RuntimeError as e:
                 return f"{label}: steering sanity prompt failed: {e}"
         mean_ms = (time.perf_counter() - started) * 1000 / max(1, len(prompts))

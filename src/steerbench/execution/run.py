@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from ..core.config import Multiplier
 from ..core.paths import join_path
-from ..core.plan import Cell, Plan
+from ..core.plan import Cell, Plan, connection_limits
 from ..logs.contract import STEERBENCH_METADATA, cell_metadata, steerbench_metadata
 from ..logs.error_logs import explain, write_error_logs
 from ..logs.errors import first_line, log_error
@@ -38,6 +38,8 @@ class EndpointJob:
     log_root: str
     limit: int | None
     max_connections: int
+    extra_body: dict[str, Any] | None = None  # merged into every request (per-request steering)
+    identity: str = ""  # the deployment (URL + multiplier): several may share one URL
     all_keys: tuple[str, ...] = field(repr=False, default=())
     shard: tuple[int, int] | None = None  # (i, n): shards of one multiplier may run side by side
     offline: bool = False  # HF_HUB_OFFLINE: a dataset missing from the cache fails its cell at once
@@ -235,11 +237,11 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
         inspect_model_name(job.multiplier, job.served_model),
         base_url=job.url,
         api_key=job.key,
-        config=GenerateConfig(max_connections=job.max_connections),
+        config=GenerateConfig(max_connections=job.max_connections, extra_body=job.extra_body),
         memoize=False,
     )
     redactor.guard_model(model)  # keys echoed in response bodies are masked before Inspect sees them
-    journal = ReplayJournal(job.url, job.shard)
+    journal = ReplayJournal(job.identity or job.url, job.shard)
     install_replay(model, journal)  # a re-run after a kill gets finished answers from here
     if job.retry_wait is not None:
         from ..boundary.inspect_state import set_retry_wait
@@ -319,6 +321,7 @@ def build_jobs(
 ) -> list[EndpointJob]:
     all_keys = tuple(keys.values()) + environment_secrets()  # grader keys are masked too
     offline = is_offline()
+    connections = connection_limits(plan.deployments, plan.options)
     jobs = []
     for value, cells in plan.by_multiplier().items():
         deployment = next(d for d in plan.deployments if d.multiplier.value == value)
@@ -331,7 +334,9 @@ def build_jobs(
                 cells=tuple(cells),
                 log_root=log_root,
                 limit=plan.options.limit,
-                max_connections=plan.options.max_connections,
+                max_connections=connections[value],
+                extra_body=deployment.extra_body,
+                identity=deployment.identity,
                 all_keys=all_keys,
                 shard=plan.options.shard,
                 offline=offline,

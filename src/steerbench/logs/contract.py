@@ -10,7 +10,7 @@ STEERBENCH_METADATA = "steerbench"
 
 def cell_metadata(cell: Any) -> dict[str, Any]:
     """The metadata a cell's log carries (a steerbench.core.plan.Cell)."""
-    return {
+    metadata = {
         "benchmark": cell.benchmark,
         "subset": cell.subset,
         "category": cell.category,
@@ -19,6 +19,9 @@ def cell_metadata(cell: Any) -> dict[str, Any]:
         "shots": cell.shots,
         "eval_name": cell.eval_name,
     }
+    if getattr(cell, "steering", None):  # written by `steerbench serve`; hand-written deployments have none
+        metadata["steering"] = dict(cell.steering)
+    return metadata
 
 
 def steerbench_metadata(log: Any) -> dict[str, Any] | None:

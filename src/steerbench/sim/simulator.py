@@ -68,8 +68,12 @@ class SimulatedEndpoint:
         keep_bodies: bool = False,
         port: int = 0,
         max_concurrency: int | None = None,
+        per_request: bool = False,
     ):
         self.multiplier = multiplier
+        # Like steerbench serve --one-server: each request's vllm_xargs.steer_multiplier picks its
+        # multiplier (none: unsteered, 0), and `multiplier` is ignored.
+        self.per_request = per_request
         self.responder = responder
         self.key = key or "sim-" + secrets.token_hex(12)
         self.model = model
@@ -134,6 +138,16 @@ class SimulatedEndpoint:
         return line
 
     # -- request handling --------------------------------------------------------
+
+    def multiplier_of(self, body: dict[str, Any]) -> float:
+        if not self.per_request:
+            return self.multiplier
+        return float((body.get("vllm_xargs") or {}).get("steer_multiplier", 0.0))
+
+    def shared_deployment_lines(self, multipliers: list[float]) -> list[dict[str, Any]]:
+        """One server for every multiplier: the same URL and key, the multiplier in extra_body."""
+        return [{"multiplier": _label(m), "url": self.url, "key": self.key,
+                 "extra_body": {"vllm_xargs": {"steer_multiplier": m}}} for m in multipliers]
 
     def _enter(self) -> int:
         with self._lock:
@@ -264,7 +278,7 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
                 with endpoint._slots or contextlib.nullcontext():
                     if endpoint.latency:
                         time.sleep(endpoint.latency)
-                    text = endpoint.responder(endpoint.multiplier, messages, body)
+                    text = endpoint.responder(endpoint.multiplier_of(body), messages, body)
                 if fault == "truncate":
                     self._send_half(_completion(endpoint.model, text, messages))
                     return
