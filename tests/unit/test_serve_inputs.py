@@ -134,3 +134,59 @@ def test_layer_dict_json_and_missing_layer(tmp_path):
     with pytest.raises(VectorError, match="--layer"):
         np.save(tmp_path / "one.npy", np.zeros(8))
         load_vectors(tmp_path / "one.npy", hidden_size=8, num_layers=4, layer=None, normalize=False)
+
+
+def _vectors():
+    from steerbench.serve.vectors import SteeringVectors
+
+    return SteeringVectors(vectors={3: np.ones(8)}, sha256="ab" * 32, normalized=False)
+
+
+def test_gpu_placement_round_robin_over_tensor_parallel_groups():
+    from steerbench.serve.plan import ServeOptions, parse_multipliers, plan_servers
+
+    options = ServeOptions(model="m", multipliers=parse_multipliers("-1,0,1"), gpus=("0", "1", "2", "3"),
+                           tensor_parallel_size=2, gpu_memory_utilization=0.3)
+    plan = plan_servers(options, _vectors(), ["k1", "k2", "k3"], python="python")
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan.servers] == ["0,1", "2,3", "0,1"]
+    for server in plan.servers:
+        argv = list(server.argv)
+        assert argv[argv.index("--tensor-parallel-size") + 1] == "2"
+        assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.3"
+    assert plan.notes == ()
+
+
+def test_gpu_options_are_ignored_with_a_note_on_a_cpu_build():
+    from steerbench.serve.plan import ServeOptions, parse_multipliers, plan_servers
+
+    options = ServeOptions(model="m", multipliers=parse_multipliers("0,1"), gpus=("0",), gpu_memory_utilization=0.5,
+                           cpu_build=True)
+    plan = plan_servers(options, _vectors(), ["k1", "k2"], python="python")
+    assert len(plan.notes) == 1 and "ignored" in plan.notes[0]
+    for server in plan.servers:
+        assert "CUDA_VISIBLE_DEVICES" not in server.env and "--gpu-memory-utilization" not in server.argv
+        assert server.env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+
+
+def test_key_env_writes_references_and_one_server_lines_share_url_and_key(monkeypatch, tmp_path):
+    from steerbench.serve.plan import ServeOptions, deployment_lines, parse_multipliers, plan_servers
+    from steerbench.serve.session import make_keys
+
+    monkeypatch.setenv("STUDY_KEY_1", "sb-kept-from-the-environment")
+    options = ServeOptions(model="m", multipliers=parse_multipliers("-0.5,0,0.5"), one_server=True, key_env="STUDY_KEY")
+    keys, refs = make_keys(options, 1)
+    assert keys == ["sb-kept-from-the-environment"] and refs == ["${STUDY_KEY_1}"]
+    plan = plan_servers(options, _vectors(), keys, python="python")
+    lines = deployment_lines(plan, refs, "served")
+    assert [line["multiplier"] for line in lines] == ["-0.5", "0", "0.5"]
+    assert {line["key"] for line in lines} == {"${STUDY_KEY_1}"} and len({line["url"] for line in lines}) == 1
+    assert [line["extra_body"]["vllm_xargs"]["steer_multiplier"] for line in lines] == [-0.5, 0.0, 0.5]
+    assert lines[0]["steering"] == {"model": "m", "layer": 3, "vector_sha256": "ab" * 32, "normalized": False}
+    assert plan.servers[0].settings["mode"] == "per_request"
+    from steerbench.core.config import load_deployments
+    from steerbench.serve.launcher import write_deployments
+
+    write_deployments(tmp_path / "deployments.jsonl", lines)  # what run and check read back
+    loaded = load_deployments(tmp_path / "deployments.jsonl")
+    assert [d.extra_body["vllm_xargs"]["steer_multiplier"] for d in loaded] == [-0.5, 0.0, 0.5]
+    assert loaded[0].steering["layer"] == 3 and loaded[0].key_env_var == "STUDY_KEY_1"
