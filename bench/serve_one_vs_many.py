@@ -21,29 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from steerbench.serve.launcher import descendants
 from steerbench.sim.tiny_grid import write_benchmarks
 from steerbench.sim.tiny_model import build_tiny_model
 
 MULTIPLIERS = "-1,0,1"
 VLLM_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "128M", "--max-model-len", "512",
              "--served-model-name", "tiny"]
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def pss_bytes(pids: list[int]) -> int:

@@ -15,6 +15,7 @@ import pytest
 from conftest import LAYER, Served
 from reference import reference_tokens
 
+from steerbench.serve.launcher import descendants
 from steerbench.sim.tiny_grid import write_benchmarks
 
 PROMPTS = ["What is two plus two?", "Which planet is red?", "The quick brown fox jumps over the lazy dog. " * 6]
@@ -146,23 +147,6 @@ def test_run_and_aggregate_one_server_equals_per_server(fleets, lane_dir):
     assert frames["one_server"]["accuracy"].to_dict() == frames["per_server"]["accuracy"].to_dict()
 
 
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -206,7 +190,7 @@ def test_zz_no_key_in_any_file_written(fleets, lane_dir):
 def test_vllm_dying_at_start_up_shows_its_log_and_leaves_nothing(lane_dir, tiny_model, vector_file):
     folder = lane_dir / "dies"
     folder.mkdir()
-    before = {pid for pid in descendants(os.getpid())}
+    before = set(descendants(os.getpid()))
     result = subprocess.run(
         [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(tiny_model), "--vector", str(vector_file),
          "--layer", "1", "--multipliers", "0,1", "--port", "18120", "--out", str(folder / "deployments.jsonl"),
@@ -218,5 +202,5 @@ def test_vllm_dying_at_start_up_shows_its_log_and_leaves_nothing(lane_dir, tiny_
     assert "max_model_len" in result.stderr or "max-model-len" in result.stderr  # vLLM's own reason, from its log
     assert "Traceback" not in result.stderr.split("Last lines of")[0]
     assert not (folder / "deployments.jsonl").exists()
-    assert [pid for pid in descendants(os.getpid()) - before if alive(pid)] == []
+    assert [pid for pid in set(descendants(os.getpid())) - before if alive(pid)] == []
     assert port_free(18120) and port_free(18121)

@@ -119,23 +119,35 @@ def wait_until_ready(
             raise ServeError(f"vLLM servers on port(s) {ports} did not answer /v1/models within {timeout:.0f} s; see {waiting[0].log_path}")
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie leader still counts for killpg: check whether any member is more than a zombie.
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """Every process on this machine: pid -> (parent pid, process group, state letter), from /proc."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+            except (OSError, IndexError):
                 continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children, their children, ...), zombies included."""
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in process_table().items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group is more than a zombie (killpg(pgid, 0) counts zombies too)."""
+    return any(group == pgid and state != "Z" for _, group, state in process_table().values())
 
 
 def stop_servers(running: list[RunningServer], grace: float = STOP_GRACE_SECONDS) -> None:
