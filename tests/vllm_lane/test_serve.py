@@ -204,3 +204,18 @@ def test_vllm_dying_at_start_up_shows_its_log_and_leaves_nothing(lane_dir, tiny_
     assert not (folder / "deployments.jsonl").exists()
     assert [pid for pid in set(descendants(os.getpid())) - before if alive(pid)] == []
     assert port_free(18120) and port_free(18121)
+
+
+def test_zzz_a_server_started_after_the_others_is_steered_its_own_way(lane_dir, tiny_model, vector_file):
+    """vLLM caches compiled graphs by a key two steering settings could share; eager serving and a
+    per-setting additional_config keep a later server (another multiplier) steered its own way."""
+    from conftest import start_serve, wait_ready
+
+    later = start_serve(lane_dir / "later", tiny_model, vector_file, "0.5", 18130)
+    try:
+        wait_ready(later)
+        (line,) = later.lines()
+        for prompt in PROMPTS[:2]:
+            assert ask(line, prompt) == reference_tokens(tiny_model, vector_file, LAYER, 0.5, prompt, MAX_TOKENS)
+    finally:
+        assert later.stop() == 0
