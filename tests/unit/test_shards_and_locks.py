@@ -68,3 +68,38 @@ def test_shards_of_one_multiplier_may_share_a_local_root_but_not_a_shard(tmp_pat
             with multiplier_locks(root, one, (2, 2)):
                 pass
     assert running_multipliers(root) == {}
+
+
+def test_a_cell_held_by_another_run_is_skipped_with_who_holds_it(tmp_path: Path) -> None:
+    """Cell locks: whatever the shard split, one run per cell; the other is told who has it."""
+    import socket
+    from types import SimpleNamespace
+
+    from steerbench.core.config import Multiplier
+    from steerbench.execution.locks import one_run_per_cell, take_cells
+
+    root = str(tmp_path / "logs")
+    one = Multiplier(1.0, "1")
+    cells = [SimpleNamespace(key=f"{name}||1.0", label=name, multiplier=one) for name in ("EchoA", "EchoB")]
+    first = take_cells(root, cells[1:])
+    try:
+        second = take_cells(root, cells)
+        assert [c.label for c in second.cells] == ["EchoA"]
+        assert second.skipped == [(cells[1], f"skip: EchoB m=1 is being run by pid {os.getpid()} on "
+                                             f"{socket.gethostname()}; re-run to pick it up")]
+        second.release()
+
+        @one_run_per_cell(lambda cell, line: ("skipped", cell.label, line))
+        def run_folder(job, model, folder, held):
+            assert take_cells(root, held).cells == []  # held while the folder runs
+            return [("ran", c.label) for c in held]
+
+        outcomes = run_folder(SimpleNamespace(log_root=root), None, "Echo/multiplier_1", cells)
+        assert [o[:2] for o in outcomes] == [("skipped", "EchoB"), ("ran", "EchoA")]
+    finally:
+        first.release()
+    again = take_cells(root, cells)  # all free once released
+    assert again.cells == cells and again.skipped == []
+    again.release()
+    remote = take_cells("s3://bucket/study", cells)  # object stores: no locks, nothing excluded
+    assert remote.cells == cells and remote.skipped == []

@@ -1,24 +1,43 @@
-"""One run per multiplier per log root: a second `steerbench run` on the same cells is refused.
+"""One run per multiplier per log root, and one run per cell: no cell is ever run twice at once.
 
 Separate multipliers (one `screen` each) may run side by side, the same multiplier may not.
 Shards (`--shard i/n`) of one multiplier hold different cells, so they may run side by side
 (for example as a Slurm job array on a shared filesystem); the same shard twice, or an
-unsharded run next to a shard, may not.
+unsharded run next to a shard, is refused whole. Those multiplier locks also tell `status`
+which multipliers are running.
+
+Shards of *different* splits (shard 1/2 beside shard 1/1, an array 1-2 beside one of 1-3) may
+hold the same cells, so each cell has a lock of its own too, taken without waiting just before
+the eval set of its log folder and held until that eval set ends: a cell another run holds is
+left out of this run's eval set and reported (`skip: ... re-run to pick it up`). A cell taken
+after another run finished it is not run again: the eval set reads the folder's logs after
+the locks are taken, and reuses a complete log.
+
+Locks are flock(2) locks on files under `<log root>/.steerbench-locks/`; on a shared
+filesystem they need flock to work across machines (NFSv4 does; Lustre only when mounted
+with `-o flock`). Object stores (S3) have no locks: there nothing is excluded, so use one
+shard count per log root and never start the same shard twice at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import hashlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 from ..core.config import Multiplier
 from ..core.paths import is_remote
 
 LOCK_FOLDER = ".steerbench-locks"
+CELL_LOCKS = "cells"  # <LOCK_FOLDER>/cells/<hash of the cell's key>.lock
+# flock not supported where the log root is (Lustre without -o flock, some NFS setups)
+NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class RunLockedError(Exception):
@@ -46,6 +65,9 @@ def _take(path: Path, exclusive: bool, what: str, log_root: str) -> IO[str]:
             f"another steerbench run (pid {holder}) is already running {what} on {log_root}; "
             "wait for it to finish or stop it"
         ) from None
+    except OSError as e:
+        handle.close()
+        raise _no_flock(path, e) from None
     if exclusive:  # only the sole holder records who it is
         handle.seek(0)
         handle.truncate()
@@ -80,6 +102,106 @@ def multiplier_locks(
     finally:
         for handle in handles:
             handle.close()
+
+
+def _no_flock(path: Path, error: OSError) -> Exception:
+    if error.errno in NO_FLOCK:
+        return RunLockedError(
+            f"cannot lock {path}: {error.strerror}; the log root's filesystem must support flock "
+            "(NFSv4 does; Lustre needs the flock mount option), or use an S3 log root (no locks)"
+        )
+    return error
+
+
+# ---------------------------------------------------------------- one run per cell
+
+
+def cell_lock_path(log_root: str, key: str) -> Path:
+    """The lock file of the cell whose `Cell.key` is `key` (benchmark, subset, multiplier value)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return Path(log_root) / LOCK_FOLDER / CELL_LOCKS / f"{digest}.lock"
+
+
+class HeldCells:
+    """The cells of one eval set whose locks this process took (`cells`), and those another
+    run holds (`skipped`: the cell and the line saying so). Release when the eval set ends."""
+
+    def __init__(self) -> None:
+        self.cells: list[Any] = []
+        self.skipped: list[tuple[Any, str]] = []
+        self._handles: list[IO[str]] = []
+
+    def release(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles.clear()
+
+
+def take_cells(log_root: str, cells: Sequence[Any]) -> HeldCells:
+    """Lock every cell (a steerbench.core.plan.Cell) that no other run holds, without waiting.
+
+    A remote log root has no locks: every cell is returned as taken.
+    """
+    held = HeldCells()
+    if is_remote(log_root):
+        held.cells = list(cells)
+        return held
+    import fcntl
+
+    for cell in cells:
+        path = cell_lock_path(log_root, cell.key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            held.skipped.append((cell, skip_line(cell, path)))
+            continue
+        except OSError as e:
+            handle.close()
+            held.release()
+            raise _no_flock(path, e) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {socket.gethostname()} {cell.key}")
+        handle.flush()
+        held._handles.append(handle)
+        held.cells.append(cell)
+    return held
+
+
+def skip_line(cell: Any, path: Path) -> str:
+    """`skip: EchoB m=1 is being run by pid 123 on host; re-run to pick it up`."""
+    pid: int | None = _holder(path, _held_flocks())  # this machine: the live holder
+    host: str | None = socket.gethostname() if pid is not None else None
+    if pid is None:  # held from another machine: who last wrote the file
+        pid, host = _recorded(path)
+    return (f"skip: {cell.label} m={cell.multiplier.label} is being run by pid {pid or 'unknown'} "
+            f"on {host or 'an unknown host'}; re-run to pick it up")
+
+
+Run = TypeVar("Run", bound=Callable[..., list[Any]])
+
+
+def one_run_per_cell(skipped: Callable[[Any, str], Any]) -> Callable[[Run], Run]:
+    """Decorates `run_folder(job, model, folder, cells, ...)` (execution.run): the cells are
+    locked just before it runs them and released when it returns; cells another run holds are
+    left out, each reported by `skipped(cell, line)` ahead of the outcomes of the others."""
+
+    def decorate(run_folder: Run) -> Run:
+        @functools.wraps(run_folder)
+        def locked(job: Any, model: Any, folder: str, cells: list[Any], *args: Any, **kwargs: Any) -> list[Any]:
+            held = take_cells(job.log_root, cells)
+            try:
+                ran = run_folder(job, model, folder, held.cells, *args, **kwargs) if held.cells else []
+            finally:
+                held.release()
+            return [skipped(cell, line) for cell, line in held.skipped] + ran
+
+        return locked  # type: ignore[return-value]
+
+    return decorate
 
 
 # ---------------------------------------------------------------- who is running

@@ -21,6 +21,7 @@ from ..core.plan import Cell, Plan, connection_limits
 from ..logs.contract import STEERBENCH_METADATA, cell_metadata, steerbench_metadata
 from ..logs.error_logs import explain, write_error_logs
 from ..logs.errors import first_line, log_error
+from .locks import one_run_per_cell
 from .preflight import is_offline
 from .redaction import Redactor, environment_secrets
 from .replay import ReplayJournal, install as install_replay
@@ -151,9 +152,11 @@ def _failed(log_dir: str, cells: list[Cell], model: Any, error: Exception, redac
     return [CellOutcome(c, "error", 0, 0, loc, reason) for c, loc in zip(cells, locations)]
 
 
+# cells another run holds are left out of the folder's eval set (execution.locks)
+@one_run_per_cell(lambda cell, line: CellOutcome(cell, "skipped", 0, 0, None, line))
 def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], redactor: Redactor,
                 journal: ReplayJournal) -> list[CellOutcome]:
-    from inspect_ai import eval_set
+    from ..boundary.eval_set_manifest import eval_set  # Inspect's; shards can share a folder's manifest
 
     log_dir = join_path(job.log_root, *folder.split("/"))
     tasks, ready, failed = [], [], []
