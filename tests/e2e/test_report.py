@@ -358,9 +358,9 @@ def test_report_html_is_self_contained_and_keeps_keys_out(grid) -> None:
     assert not any(key in grid["report"] for key in grid["keys"])
 
 
-def test_report_on_a_log_root_without_logs_is_a_user_error(tmp_path: Path) -> None:
+def test_report_on_a_log_root_without_logs_says_so_and_fails(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", "--log-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "no steerbench logs under" in result.output and "Traceback" not in result.output
 
 

@@ -13,10 +13,10 @@ def arithmetic_question(number: int) -> str:
 
 
 @task
-def arithmetic(offset: int = 0) -> Task:
+def arithmetic(offset: int = 0, questions: int = QUESTIONS) -> Task:
     samples = [
         Sample(id=n, input=arithmetic_question(n + offset), target=str(11 * (n + offset)))
-        for n in range(1, QUESTIONS + 1)
+        for n in range(1, questions + 1)
     ]
     return Task(dataset=samples, solver=generate(), scorer=match(location="exact"))
 

@@ -1,4 +1,4 @@
-"""Inspect's private state: the sample a request belongs to, the log reader's context, a model's retry wait."""
+"""Inspect's private state: the sample (and eval) a request belongs to, the log reader's context, a model's retry wait."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ def active_sample() -> tuple[str, str, str] | None:
     if active is None:
         return None
     return str(active.task), str(active.sample.id), str(active.epoch)
+
+
+def active_eval_id() -> str | None:
+    """The id of the eval whose sample is running in this context (as Inspect's hooks name it)."""
+    from inspect_ai.log._samples import sample_active
+
+    return getattr(sample_active(), "eval_id", None)
 
 
 def deserializing_context() -> Any:

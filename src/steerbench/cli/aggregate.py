@@ -28,7 +28,7 @@ def aggregate(log_root: str, output: str, deployments: str, benchmarks: str) -> 
     write_csv(result, output)
     cells = sum(1 for r in result.rows if r.get("status") != "missing")
     say(f"wrote {output}: {cells} cell(s) from {log_root}")
-    print_flags(find_flags(result.rows))
+    print_flags(find_flags(result.rows), result.rows)
 
 
 command = aggregate

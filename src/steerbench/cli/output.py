@@ -48,6 +48,38 @@ def print_plan(plan: Any, log_root: str, out: Out = say) -> None:
     print_sandbox_warning(plan, out)
 
 
+def duration(seconds: float | None) -> str:
+    """3 s, 4m 05s, 2h 03m."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def rate_text(rate: float | None) -> str:
+    if rate is None:
+        return "- samples/s"
+    return f"{rate:.2f} samples/s" if rate < 10 else f"{rate:.0f} samples/s"
+
+
+def trouble(progress: Any) -> str:
+    """Errors and retries of a running cell, with the first error's text (keys masked), or ""."""
+    if not (progress.errors or progress.retries):
+        return ""
+    text = f"; {progress.errors} errors, {progress.retries} retries"
+    return text + (f", first error: {progress.first_error}" if progress.first_error else "")
+
+
+def progress_line(progress: Any) -> str:
+    """A running cell, as `run` prints it where there is no terminal: done/total, rate, ETA."""
+    return (f"[multiplier {progress.multiplier}] {progress.label}: {progress.done}/{progress.total} samples, "
+            f"{rate_text(progress.rate)}, ETA {duration(progress.eta_seconds)}{trouble(progress)}")
+
+
 def print_sandbox_warning(plan: Any, out: Out = error) -> None:
     local = sorted({c.benchmark for c in plan.cells if c.sandbox == "local"})
     if local:
@@ -78,11 +110,15 @@ def print_summary(result: Any, out: Out = say) -> None:
 # ---------------------------------------------------------------- aggregate and report
 
 
-def print_flags(flags: Sequence[Any], out: Out = say) -> None:
-    """Cells to check before trusting the numbers (steerbench.results.flags), one line each."""
+def print_flags(flags: Sequence[Any], rows: Sequence[dict[str, Any]] | None = None, out: Out = say) -> None:
+    """Cells to check before trusting the numbers (steerbench.results.flags), one line each; with
+    the aggregate's rows, missing cells are grouped (one line per benchmark, or for the whole grid)."""
+    from ..results.flags import grouped
+
+    lines = grouped(flags, rows) if rows is not None else list(flags)
     if flags:
         out(f"{len(flags)} flag(s): check these cells before trusting the numbers")
-    for flag in flags:
+    for flag in lines:
         out(f"flag: {flag}")
 
 
@@ -122,6 +158,10 @@ def print_status(status: Any, out: Out = say) -> None:
     for cell in status.cells:
         if cell.state == "failed":
             out(f"failed: {cell.key.where}: {cell.error}")
+    for cell in status.cells:
+        if cell.state == "running" and cell.done is not None:
+            out(f"running: {cell.key.where}: {cell.done}/{cell.total_samples} samples, {rate_text(cell.rate)}, "
+                f"ETA {duration(cell.eta_seconds)}{trouble(cell)}")
     if not status.running_from_locks and counts["running"]:
         out("note: object stores have no locks, so a run that was killed also shows as running until it is resumed")
     for reason in status.skipped:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
 from ..core.config import ConfigError
-from .options import friendly_errors, planned_cell_files
-from .output import print_flags, print_skipped, say
+from .options import EXIT_FAILED, friendly_errors, planned_cell_files
+from .output import error, print_flags, print_skipped, say
 
 
 @click.command()
@@ -31,13 +32,16 @@ def report(log_root: str, csv_path: str, out: str, deployments: str, benchmarks:
             raise ConfigError("command line", "must be a local folder or file", field=name)
     analysis = analyse(log_root, planned_cells(deployments, benchmarks))
     print_skipped(analysis.aggregate.skipped)
-    if not analysis.aggregate.rows:
-        raise ConfigError("command line", f"no steerbench logs under {log_root}", field="--log-root")
+    rows = analysis.aggregate.rows
+    if not any(r.get("status") != "missing" for r in rows):
+        planned = f" ({len(rows)} planned cells, none run yet)" if rows else ""
+        error(f"error: no steerbench logs under {log_root}{planned}: nothing to report")
+        sys.exit(EXIT_FAILED)
     files = write_analysis(analysis, csv_path, out)
     say(f"wrote {files.csv}, {files.paired_csv}")
     say(f"wrote {len(files.figures)} figures (PNG and PDF) to {os.path.join(out, 'figures')}")
     say(f"wrote {files.html} (open it in a browser; it needs no network)")
-    print_flags(analysis.flags)
+    print_flags(analysis.flags, rows)
 
 
 command = report

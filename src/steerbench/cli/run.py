@@ -33,6 +33,9 @@ from .output import error, print_plan, print_sandbox_warning, print_summary, say
               help="Worker processes (default: one per multiplier, at most 32, so every endpoint is busy at once; "
                    "one per core where workers cannot be forked).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit without sending anything.")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=60.0, show_default=True, metavar="SECONDS",
+              help="Where the output is not a terminal: at most one progress line per running cell this often.")
+@click.option("--quiet", is_flag=True, help="Print only the final summary.")
 @synthetic_data_option
 @click.option("--retry-wait", type=float, default=None, hidden=True,
               help="Seconds between retries of a failed request instead of Inspect's backoff (tests, local servers).")
@@ -40,7 +43,8 @@ from .output import error, print_plan, print_sandbox_warning, print_summary, say
 def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str, ...], categories: tuple[str, ...],
         deployments: str, benchmarks: str, log_root: str, limit: int | None, max_connections: int | None,
         max_connections_per_server: int | None, temperature: float | None, max_tokens: int | None, request_timeout: int | None, sandbox: str | None,
-        shard: str | None, workers: int | None, dry_run: bool, synthetic_data: bool, retry_wait: float | None) -> None:
+        shard: str | None, workers: int | None, dry_run: bool, progress_every: float, quiet: bool,
+        synthetic_data: bool, retry_wait: float | None) -> None:
     """Run the (multiplier x benchmark) grid; re-running resumes what is missing."""
     from ..core.config import DEFAULT_MAX_CONNECTIONS
     from ..core.paths import require_filesystem
@@ -68,10 +72,13 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
     for warning in plan.warnings:
         error(f"warning: {warning}")
     print_sandbox_warning(plan)
-    say(f"preflight: checking {len(plan.deployments)} endpoint(s)...")
+    talk = (lambda line: None) if quiet else say
+    talk(f"preflight: checking {len(plan.deployments)} endpoint(s)...")
     ready = preflight(plan, log_root)
-    say(f"running {len(plan.cells)} cell(s) into {log_root}")
-    result = run_study(plan, ready, log_root, workers)
+    talk(f"running {len(plan.cells)} cell(s) into {log_root}")
+    from .progress import make_monitor
+
+    result = run_study(plan, ready, log_root, workers, monitor=make_monitor(quiet, progress_every, len(plan.cells)))
     print_summary(result)
     if result.failed:
         sys.exit(EXIT_FAILED)

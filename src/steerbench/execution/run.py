@@ -8,9 +8,11 @@ counted as done.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from traceback import format_exc
 from typing import Any, Callable
@@ -23,6 +25,8 @@ from ..logs.error_logs import explain, write_error_logs
 from ..logs.errors import first_line, log_error
 from .locks import one_run_per_cell
 from .preflight import is_offline
+from .progress import ProgressTracker, RunMonitor, Watcher, install_request_watch, run_folders
+from .progress import activate as activate_progress
 from .redaction import Redactor, environment_secrets
 from .replay import ReplayJournal, install as install_replay
 
@@ -47,6 +51,7 @@ class EndpointJob:
     # test and demo switches (RunOptions), never read from the environment:
     retry_wait: float | None = None  # seconds between request retries instead of Inspect's backoff
     trust_gpqa_sha256: str | None = None  # the synthetic GPQA CSV, trusted (demo, tests)
+    progress: bool = True  # progress files for run and status (off only to measure what they cost)
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ def _failed(log_dir: str, cells: list[Cell], model: Any, error: Exception, redac
 # cells another run holds are left out of the folder's eval set (execution.locks)
 @one_run_per_cell(lambda cell, line: CellOutcome(cell, "skipped", 0, 0, None, line))
 def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], redactor: Redactor,
-                journal: ReplayJournal) -> list[CellOutcome]:
+                journal: ReplayJournal, tracker: ProgressTracker) -> list[CellOutcome]:
     from ..boundary.eval_set_manifest import eval_set  # Inspect's; shards can share a folder's manifest
 
     log_dir = join_path(job.log_root, *folder.split("/"))
@@ -170,6 +175,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
         redactor.scrub_logs(log_dir)
         return failed
     journal.open(log_dir)
+    tracker.open_folder(log_dir)
     try:
         _, logs = eval_set(
             tasks,
@@ -200,6 +206,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
         journal.close(finished=False)
         return failed + _failed(log_dir, ready, model, e, redactor)
     finally:
+        tracker.close_folder()
         redactor.scrub_logs(log_dir)
     journal.close(finished=True)  # the logs now hold every finished sample
     by_label: dict[tuple[str, str], Any] = {}
@@ -235,7 +242,11 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
         from ..boundary.offline import trust_gpqa_csv
 
         trust_gpqa_csv(job.trust_gpqa_sha256)
-    say = report or (lambda line: print(line, flush=True))
+    out = report or (lambda line: print(line, flush=True))
+
+    def say(line: str) -> None:
+        out(redactor.text(line))
+
     model = get_model(
         inspect_model_name(job.multiplier, job.served_model),
         base_url=job.url,
@@ -250,25 +261,63 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
         from ..boundary.inspect_state import set_retry_wait
 
         set_retry_wait(model, job.retry_wait)
+    tracker = ProgressTracker(job.shard, redactor.text, enabled=job.progress)
+    if job.progress:
+        install_request_watch(model, tracker)  # failing requests show in the progress while the run goes on
+        activate_progress(tracker)
     folders: dict[str, list[Cell]] = {}
     for cell in job.cells:
         folders.setdefault(cell.folder, []).append(cell)
     outcomes: list[CellOutcome] = []
+    prefix = f"[multiplier {job.multiplier.label}]"
     for folder, cells in folders.items():
         started = time.perf_counter()
-        say(f"[multiplier {job.multiplier.label}] {folder}: running {', '.join(c.label for c in cells)}")
-        results = _run_folder(job, model, folder, cells, redactor, journal)
+        complete = complete_cells(join_path(job.log_root, *folder.split("/")), cells)
+        if complete:  # a resumed run: Inspect's eval set does not run these again
+            say(f"{prefix} {folder}: already complete: {', '.join(c.label for c in cells if c.key in complete)}")
+        if len(complete) < len(cells):
+            say(f"{prefix} {folder}: running {', '.join(c.label for c in cells if c.key not in complete)}")
+        results = _run_folder(job, model, folder, cells, redactor, journal, tracker)
         if journal.replayed:
-            say(f"[multiplier {job.multiplier.label}] {folder}: {journal.replayed} answers came from the "
+            say(f"{prefix} {folder}: {journal.replayed} answers came from the "
                 "replay journal of an interrupted run, not from the endpoint")
         for o in results:
+            if o.cell.key in complete and o.status == "success":
+                continue  # said above
             detail = o.headline or (o.error or "")
             say(
-                f"[multiplier {job.multiplier.label}] {o.cell.label}: {o.status} "
+                f"{prefix} {o.cell.label}: {o.status} "
                 f"{o.completed}/{o.total} samples {detail} ({time.perf_counter() - started:.0f} s)"
             )
         outcomes.extend(results)
+    activate_progress(None)
     return outcomes
+
+
+def complete_cells(log_dir: str, cells: list[Cell]) -> set[str]:
+    """Keys of the cells whose latest log in the folder is a success with every sample, which a
+    resumed eval set does not run again. Local folders only (elsewhere: none)."""
+    folder = Path(log_dir.removeprefix("file://"))
+    if "://" in log_dir.removeprefix("file://") or not folder.is_dir():
+        return set()
+    from ..logs.headers import read_log_headers
+
+    locations = sorted(str(path) for path in folder.glob("*.eval"))
+    latest: dict[tuple[str, str], Any] = {}
+    for log in read_log_headers(locations):
+        meta = None if isinstance(log, Exception) else steerbench_metadata(log)
+        if meta:
+            key = (meta.get("benchmark"), meta.get("subset", ""))
+            if key not in latest or log.eval.created >= latest[key].eval.created:
+                latest[key] = log
+    done = set()
+    for cell in cells:
+        log = latest.get((cell.benchmark, cell.subset))
+        results = getattr(log, "results", None)
+        if log is not None and log.status == "success" and results is not None \
+                and results.completed_samples >= results.total_samples:
+            done.add(cell.key)
+    return done
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -287,32 +336,52 @@ def _die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# a worker's lines go here when the parent watches the run (else to stdout)
+_lines: Any = None
+
+
+def _init_worker(parent_pid: int, lines: Any) -> None:
+    global _lines
+    _lines = lines
+    _die_with_parent(parent_pid)
+
+
 def _worker_entry(job: EndpointJob) -> list[CellOutcome]:
     # worker processes: keep Inspect quiet and the parent's terminal readable
     os.environ.setdefault("INSPECT_LOG_LEVEL", "error")
-    return run_endpoint_job(job)
+    return run_endpoint_job(job, report=_lines.put if _lines is not None else None)
 
 
-def execute(jobs: list[EndpointJob], workers: int) -> RunResult:
+def execute(jobs: list[EndpointJob], workers: int, monitor: RunMonitor | None = None) -> RunResult:
+    """Run the jobs, in worker processes when there are several; `monitor` (if any) is shown the
+    workers' lines and the cells' progress while they run, instead of the lines going to stdout."""
     started = time.perf_counter()
     outcomes: list[CellOutcome] = []
+    folders = run_folders(jobs[0].log_root, [c for job in jobs for c in job.cells]) if jobs else []
     if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            outcomes.extend(run_endpoint_job(job))
+        with Watcher(monitor, folders) if monitor else contextlib.nullcontext():
+            for job in jobs:
+                outcomes.extend(run_endpoint_job(job, report=monitor.line if monitor else None))
     else:
         from .workers import worker_context
 
         context = worker_context()  # Linux: forked after importing Inspect once (issue 5)
-        with context.Pool(processes=min(workers, len(jobs)), initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-            try:
-                for result in pool.imap_unordered(_worker_entry, jobs):
-                    outcomes.extend(result)
-                # let workers exit on their own: terminate() would leak their semaphores
-                pool.close()
-                pool.join()
-            except KeyboardInterrupt:
-                pool.terminate()
-                raise
+        lines = context.SimpleQueue() if monitor else None
+        with context.Pool(processes=min(workers, len(jobs)), initializer=_init_worker,
+                          initargs=(os.getpid(), lines)) as pool:
+            # the watcher's thread starts once the workers are forked
+            with Watcher(monitor, folders, lines) if monitor else contextlib.nullcontext():
+                try:
+                    for result in pool.imap_unordered(_worker_entry, jobs):
+                        outcomes.extend(result)
+                    # let workers exit on their own: terminate() would leak their semaphores
+                    pool.close()
+                    pool.join()
+                except KeyboardInterrupt:
+                    pool.terminate()
+                    raise
+    if monitor:
+        monitor.close()
     return RunResult(tuple(outcomes), time.perf_counter() - started)
 
 

@@ -11,6 +11,7 @@ from ..tasks.resolve import resolve_benchmarks
 from .endpoints import EndpointStatus, PreflightError, probe_all, require_served_models, resolve_keys
 from .locks import multiplier_locks
 from .preflight import dependency_problems, grader_problems, log_root_problem
+from .progress import RunMonitor
 from .redaction import Redactor
 from .run import RunResult, build_jobs, default_workers, execute
 
@@ -58,9 +59,11 @@ def preflight(plan: Plan, log_root: str | None = None) -> Preflight:
     return Preflight(report.keys, require_served_models(report.endpoints))
 
 
-def run_study(plan: Plan, ready: Preflight, log_root: str, workers: int | None = None) -> RunResult:
+def run_study(plan: Plan, ready: Preflight, log_root: str, workers: int | None = None,
+              monitor: RunMonitor | None = None) -> RunResult:
+    """Run the plan; `monitor` (steerbench.execution.progress.RunMonitor) sees its progress live."""
     jobs = build_jobs(plan, log_root, ready.keys, ready.served_models)
     # this process prints what workers report (and any traceback): mask keys here too
     Redactor(jobs[0].all_keys if jobs else ()).install_logging_filter()
     with multiplier_locks(log_root, [d.multiplier for d in plan.deployments], plan.options.shard):
-        return execute(jobs, workers if workers is not None else default_workers(len(jobs)))
+        return execute(jobs, workers if workers is not None else default_workers(len(jobs)), monitor)

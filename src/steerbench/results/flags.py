@@ -213,3 +213,49 @@ def _suspicious(benchmark: str, subset: str, cells: list[tuple[str, CellEstimate
             ))
     return flags
 
+
+@dataclass(frozen=True)
+class MissingGroup:
+    """Missing cells said in one line: a benchmark's several multipliers, or the whole grid."""
+
+    benchmark: str | None  # None: every benchmark
+    subset: str
+    multipliers: tuple[str, ...]
+    message: str
+    cells: int = 0  # for the whole grid: how many planned cells
+    everywhere: bool = False  # the benchmark is missing at every multiplier of the grid
+
+    kind = "missing"
+
+    def __str__(self) -> str:
+        if self.benchmark is None:
+            return f"missing: {self.cells} of {self.cells} planned cells (every benchmark at every multiplier)"
+        label = cell_label(self.benchmark, self.subset)
+        where = (f"every multiplier ({', '.join(self.multipliers)})" if self.everywhere
+                 else f"multipliers {', '.join(self.multipliers)}")
+        return f"missing: {label} at {where}: {self.message}"
+
+
+def grouped(flags: Sequence[Flag], rows: Sequence[dict[str, Any]]) -> list[Flag | MissingGroup]:
+    """The flags with their missing cells grouped: one line for a grid with no log at all, else one
+    line per benchmark (subset) listing the multipliers it is missing at; other flags unchanged."""
+    present = [r for r in rows if _present(r)]
+    missing = [f for f in flags if f.kind == "missing"]
+    if rows and not present and len(missing) == len(rows):
+        return [MissingGroup(None, "", (), "no log", cells=len(rows))] + [f for f in flags if f.kind != "missing"]
+    grid = _grid(rows)
+    groups: dict[tuple[str, str, str], list[Flag]] = {}
+    for flag in missing:
+        groups.setdefault((flag.benchmark, flag.subset, flag.message), []).append(flag)
+    out: list[Flag | MissingGroup] = []
+    said: set[tuple[str, str, str]] = set()
+    for flag in flags:
+        key = (flag.benchmark, flag.subset, flag.message)
+        if flag.kind != "missing" or len(groups[key]) == 1:
+            out.append(flag)
+        elif key not in said:
+            said.add(key)
+            labels = tuple(f.multiplier or "" for f in groups[key])
+            out.append(MissingGroup(flag.benchmark, flag.subset, labels, flag.message,
+                                    everywhere=len(labels) == len(grid) > 1))
+    return out

@@ -8,17 +8,20 @@ on S3. A cell is done, partial, failed, running or missing:
 - failed: an error log (with its first line), or a log left "started" by a run that is gone;
 - running: a log whose eval is in progress. On a local log root that means its multiplier's
   lock is held by a live process; object stores have no locks, so there every "started"
-  log counts as running (a run that was killed shows as running until it is resumed);
+  log counts as running (a run that was killed shows as running until it is resumed).
+  Its count (`running 123/14042`), rate and ETA come from the progress files its worker
+  keeps beside the logs (steerbench.logs.progress; local and shared filesystems);
 - missing: planned in deployments.jsonl x benchmarks.jsonl, but no log yet.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..core.cells import CellKey, multiplier_sort_key
 from ..execution.locks import running_multipliers
+from ..logs.progress import CellProgress, by_cell, read_all_progress
 from .aggregate import LogHeader, pick_latest, read_headers
 
 STATES = ("done", "partial", "failed", "running", "missing")
@@ -36,6 +39,13 @@ class CellStatus:
     total_samples: int
     error: str | None = None
     log_file: str | None = None
+    # a running cell, from its progress files (None where there are none, e.g. on object stores)
+    done: int | None = None
+    rate: float | None = None  # samples per second
+    eta_seconds: float | None = None
+    errors: int = 0  # samples that ended in error so far
+    retries: int = 0
+    first_error: str | None = None
 
     @property
     def key(self) -> CellKey:
@@ -50,6 +60,8 @@ class CellStatus:
         """What the grid shows for this cell."""
         if self.state == "partial":
             return f"partial {self.completed_samples}/{self.total_samples}" if self.total_samples else "partial"
+        if self.state == "running" and self.done is not None:
+            return f"running {self.done}/{self.total_samples}"
         return {"failed": "FAILED", "missing": "-"}.get(self.state, self.state)
 
 
@@ -93,6 +105,13 @@ def classify(header: LogHeader, running: dict[str, str] | None) -> tuple[str, st
     return "failed", header.error or header.status
 
 
+def with_progress(cell: CellStatus, progress: CellProgress) -> CellStatus:
+    """A running cell with the counts of its progress files (samples done, rate, ETA, trouble)."""
+    return replace(cell, done=progress.done, total_samples=progress.total or cell.total_samples,
+                   rate=progress.rate, eta_seconds=progress.eta_seconds, errors=progress.errors,
+                   retries=progress.retries, first_error=progress.first_error)
+
+
 def _is_running(multiplier: str, running: dict[str, str]) -> bool:
     value = multiplier_sort_key(multiplier)
     return any(multiplier_sort_key(label) == value for label in running)
@@ -103,6 +122,7 @@ def study_status(log_root: str, planned: list[CellKey] | None = None) -> StudySt
     headers, skipped = read_headers(log_root)
     chosen = pick_latest(headers)
     running = running_multipliers(log_root)
+    progress = by_cell(read_all_progress(log_root))
     cells: dict[tuple[str, str, float], CellStatus] = {}
     labels: dict[float, str] = {}
     order: list[tuple[str, str, str]] = []
@@ -124,6 +144,8 @@ def study_status(log_root: str, planned: list[CellKey] | None = None) -> StudySt
             error=error,
             log_file=header.row.get("log_file"),
         )
+        if state == "running" and key in progress:
+            cells[key] = with_progress(cells[key], progress[key])
     for cell in planned or []:
         if cell.ident not in cells:
             cells[cell.ident] = CellStatus(cell.benchmark, cell.subset, cell.category, cell.multiplier, "missing", 0, 0)
