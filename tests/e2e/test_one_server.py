@@ -52,6 +52,7 @@ def test_grid_on_one_server_has_each_multipliers_scores(tmp_path, one_server):
 
 def test_without_a_cap_the_server_sees_more_than_five(tmp_path, one_server):
     server, deployments, benchmarks = one_server
+    server.latency = 1.5  # long enough that the five workers' requests overlap even on a loaded machine
     result = cli("run", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
                  "--log-root", str(tmp_path / "logs"))
     assert result.exit_code == 0, result.output
