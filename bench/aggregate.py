@@ -6,7 +6,8 @@
 A real log is made once by running the bench's multiple-choice task against a simulated
 endpoint (real Inspect, real .eval file); it is then copied into a study's layout
 (`<category>/multiplier_<m>/`), each copy with its own steerbench cell in its header, so
-every copy is a distinct cell of realistic size. Then, from the same warm process:
+every copy is a distinct cell of realistic size, with an output-health sidecar of one record per
+sample next to it (as `steerbench run` writes). Then, from the same warm process:
   - header-only: steerbench.results.aggregate.aggregate() (what `steerbench aggregate` does);
   - full: inspect_ai.log.read_eval_log() of every log with its samples;
 and finally the `steerbench aggregate` command itself, start to finish, as a user runs it.
@@ -64,8 +65,12 @@ def make_study(template: Path, count: int, root: Path) -> list[Path]:
     """`count` copies of the template laid out as a study: 7 multipliers x count/7 benchmarks."""
     import zipfile_zstd  # noqa: F401  (Inspect's dependency: zipfile learns zstandard, as in Inspect)
 
+    from steerbench.results.health import SIDECAR_SUFFIX
+
     with zipfile.ZipFile(template) as archive:
         members = [(info, archive.read(info)) for info in archive.infolist()]
+    samples = sum(1 for info, _ in members if info.filename.startswith("samples/"))
+    sidecar = health_sidecar(samples)
     multipliers = ["-1.5", "-1.0", "-0.5", "0.0", "0.5", "1.0", "1.5"]
     paths = []
     for i in range(count):
@@ -84,16 +89,27 @@ def make_study(template: Path, count: int, root: Path) -> list[Path]:
                     data = _with_cell(data, cell)
                 out.writestr(info, data)
         path.write_bytes(buffer.getvalue())
+        path.with_name(path.name + SIDECAR_SUFFIX).write_text(sidecar)
         paths.append(path)
     return paths
 
 
+def health_sidecar(samples: int) -> str:
+    """An output-health sidecar of `samples` records, as `steerbench run` writes next to each log."""
+    from steerbench.results.health import dumps_sidecar, sample_record
+
+    answer = "The answer is B because the second option matches the question best."
+    return dumps_sidecar([sample_record(answer, "max_tokens" if i % 10 == 0 else "stop", 12 + i % 7, i + 1, 1)
+                          for i in range(samples)])
+
+
 def time_headers(root: Path) -> tuple[float, int]:
+    """Seconds, and rows with their output-health columns filled (from the sidecars)."""
     from steerbench.results.aggregate import aggregate
 
     started = time.perf_counter()
     result = aggregate(str(root))
-    return time.perf_counter() - started, len(result.rows)
+    return time.perf_counter() - started, sum(1 for r in result.rows if r.get("output_truncated_rate") is not None)
 
 
 def time_full(root: Path) -> tuple[float, int]:
@@ -135,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         command = time_command(root, work / "aggregated.csv")
         problems = []
         if rows != args.logs:
-            problems.append(f"aggregate produced {rows} rows, expected {args.logs}")
+            problems.append(f"aggregate produced {rows} rows with output health, expected {args.logs}")
         if samples != args.logs * args.samples:
             problems.append(f"full reads found {samples} samples, expected {args.logs * args.samples}")
         print(f"header-only (steerbench.results.aggregate.aggregate): {headers:.2f} s")

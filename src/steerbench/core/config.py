@@ -36,7 +36,7 @@ RESERVED_BODY_KEYS = ("model", "messages", "stream")
 STEERING_FIELDS = {"model", "layer", "vector_sha256", "normalized"}
 BENCHMARK_FIELDS = {
     "name", "eval_name", "category", "shots", "task_args", "subsets",
-    "grader", "generate", "sandbox", "description",
+    "grader", "generate", "sandbox", "epochs", "description",
 }
 SANDBOXES = {"docker", "local"}
 # A name or category becomes one folder under the log root.
@@ -130,6 +130,7 @@ class Benchmark:
     sandbox: str | None
     source: str
     line: int
+    epochs: int | None = None  # instead of the task's own number of epochs
 
 
 # ---------------------------------------------------------------- reading JSONL
@@ -392,6 +393,9 @@ def load_benchmarks(path: Path | str) -> list[Benchmark]:
         sandbox = obj.get("sandbox")
         if sandbox is not None and sandbox not in SANDBOXES:
             raise ConfigError(source, f"must be one of {sorted(SANDBOXES)}", line, "sandbox")
+        epochs = obj.get("epochs")
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ConfigError(source, "must be a positive integer or null", line, "epochs")
         benchmarks.append(
             Benchmark(
                 name=name,
@@ -405,6 +409,7 @@ def load_benchmarks(path: Path | str) -> list[Benchmark]:
                 sandbox=sandbox,
                 source=source,
                 line=line,
+                epochs=epochs,
             )
         )
     return benchmarks

@@ -56,6 +56,7 @@ class Cell:
     sandbox: str | None  # applied only to tasks that use a sandbox
     shots: int | None
     steering: dict[str, Any] | None = None  # the deployment's provenance, copied into the log's metadata
+    epochs: int | None = None  # benchmarks.jsonl's epochs: instead of the task's own
 
     @property
     def folder(self) -> str:
@@ -216,6 +217,7 @@ def build_plan(
                         sandbox=sandbox,
                         shots=bench.shots,
                         steering=dep.steering,
+                        epochs=bench.epochs,
                     )
                 )
     if options.shard is not None:

@@ -24,6 +24,7 @@ from ..logs.contract import STEERBENCH_METADATA, cell_metadata, steerbench_metad
 from ..logs.error_logs import explain, write_error_logs
 from ..logs.errors import first_line, log_error
 from .locks import one_run_per_cell
+from .output_health import start_recording
 from .preflight import is_offline
 from .progress import ProgressTracker, RunMonitor, Watcher, install_request_watch, run_folders
 from .progress import activate as activate_progress
@@ -106,6 +107,8 @@ def _make_task(cell: Cell, model_roles: dict[str, Any]) -> Any:
         changes["model_roles"] = model_roles
     if cell.sandbox and task.sandbox is not None and "sandbox" not in cell.task_args:
         changes["sandbox"] = cell.sandbox
+    if cell.epochs:  # benchmarks.jsonl asks for another number than the task's
+        changes["epochs"] = cell.epochs
     return task_with(task, **changes)
 
 
@@ -174,6 +177,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
     if not tasks:
         redactor.scrub_logs(log_dir)
         return failed
+    start_recording()  # each sample's output health, into a sidecar next to its log
     journal.open(log_dir)
     tracker.open_folder(log_dir)
     try:

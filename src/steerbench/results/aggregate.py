@@ -1,4 +1,4 @@
-"""Flatten a log root into one CSV row per (benchmark, subset, multiplier), from log headers only."""
+"""Flatten a log root into one CSV row per (benchmark, subset, multiplier), from log headers and health sidecars."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from ..core.cells import CellKey, multiplier_sort_key
 from ..logs.contract import steerbench_metadata
 from ..logs.errors import first_line, log_error
+from .health import HEALTH_COLUMNS, cell_columns, parse_sidecar_header, sidecar_path
 
 KEY_COLUMNS = ["benchmark", "subset", "multiplier", "category", "n_samples"]
 METRIC_COLUMNS = [
@@ -166,6 +167,7 @@ def aggregate(log_root: str, planned: list[CellKey] | None = None) -> Aggregate:
     headers, skipped = read_headers(log_root)
     chosen = pick_latest(headers)
     rows = [h.row for h in chosen.values()]
+    add_health(rows)
     failed = [f"{h.key.where}: {h.status}" for h in chosen.values() if h.status != "success"]
     missing: list[str] = []
     for cell in planned or []:
@@ -174,9 +176,20 @@ def aggregate(log_root: str, planned: list[CellKey] | None = None) -> Aggregate:
             rows.append({"benchmark": cell.benchmark, "subset": cell.subset, "multiplier": cell.multiplier,
                          "category": cell.category, "n_samples": 0, "status": "missing", "completed_samples": 0})
     rows.sort(key=lambda r: (r["category"], r["benchmark"], r["subset"], multiplier_sort_key(r["multiplier"])))
-    extra = sorted({c for r in rows for c in r} - set(KEY_COLUMNS) - set(METRIC_COLUMNS) - set(PROVENANCE_COLUMNS))
-    columns = KEY_COLUMNS + METRIC_COLUMNS + extra + PROVENANCE_COLUMNS
+    known = set(KEY_COLUMNS) | set(METRIC_COLUMNS) | set(HEALTH_COLUMNS) | set(PROVENANCE_COLUMNS)
+    extra = sorted({c for r in rows for c in r} - known)
+    columns = KEY_COLUMNS + METRIC_COLUMNS + extra + HEALTH_COLUMNS + PROVENANCE_COLUMNS
     return Aggregate(rows, columns, skipped, missing, failed)
+
+
+def add_health(rows: list[dict[str, Any]]) -> None:
+    """The four output-health columns of each row, from the first line of its log's sidecar
+    (results/health.py); empty for logs that have none (written before steerbench kept one)."""
+    from ..logs.sidecars import read_first_lines
+
+    lines = read_first_lines([sidecar_path(str(row["log_file"])) for row in rows])
+    for row, line in zip(rows, lines):
+        row.update(cell_columns(parse_sidecar_header(line) if line else None))
 
 
 def write_csv(result: Aggregate, output: str) -> None:

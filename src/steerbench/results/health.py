@@ -90,8 +90,8 @@ def sample_record(
     epoch: int | None = None,
 ) -> dict[str, Any]:
     """One sample's health, as a small JSON-ready dict:
-    {"id": "7", "epoch": 1, "stop": "max_tokens", "truncated": 1, "empty": 0, "repetition": 0.25, "tokens": 512}
-    ("id"/"epoch" only when given; repetition rounded to 6 decimals; tokens None when unknown)."""
+    {"id": "7", "epoch": 1, "stop": "max_tokens", "truncated": 1, "empty": 0, "repetition": 0.5, "tokens": 512}
+    ("id"/"epoch" only when given; tokens None when unknown)."""
     record: dict[str, Any] = {}
     if sample_id is not None:
         record["id"] = str(sample_id)
@@ -100,7 +100,7 @@ def sample_record(
     record["stop"] = stop_reason
     record["truncated"] = int(is_truncated(stop_reason))
     record["empty"] = int(is_empty(text))
-    record["repetition"] = round(repetition(text), 6)
+    record["repetition"] = repetition(text)
     record["tokens"] = None if output_tokens is None else int(output_tokens)
     return record
 

@@ -23,8 +23,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# responder(multiplier, messages, request body) -> assistant text
-Responder = Callable[[float, list[dict[str, Any]], dict[str, Any]], str]
+
+@dataclass(frozen=True)
+class Reply:
+    """A responder's answer with the finish reason the server reports: "length" is an answer
+    that stopped at the token limit (Inspect reads it as stop reason `max_tokens`). Usage counts
+    a token per whitespace-separated word, for every answer."""
+
+    text: str
+    finish_reason: str = "stop"
+
+
+# responder(multiplier, messages, request body) -> assistant text (finish reason "stop"), or a Reply
+Responder = Callable[[float, list[dict[str, Any]], dict[str, Any]], "str | Reply"]
 # fault(endpoint, request number) -> None (answer normally) or one of the FAULTS
 Fault = Callable[["SimulatedEndpoint", int], str | None]
 # "drop": close the connection before answering; "truncate": send the headers and half the
@@ -292,7 +303,8 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _completion(model: str, text: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def _completion(model: str, answer: str | Reply, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    text, finish_reason = (answer.text, answer.finish_reason) if isinstance(answer, Reply) else (answer, "stop")
     prompt_tokens = sum(len(message_text(m).split()) for m in messages)
     completion_tokens = len(text.split())
     return {
@@ -300,7 +312,7 @@ def _completion(model: str, text: str, messages: list[dict[str, Any]]) -> dict[s
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }
