@@ -36,7 +36,7 @@ BROKEN = ("ToyCode", 0.5)
 MISSING = ("ToyIFEval", -0.5)
 NOTEBOOK = REPO / "notebooks" / "01_analyse_benchmarking_results.ipynb"
 FIGURES = ["accuracy_by_benchmark", "ifeval_metrics_by_multiplier", "sycophancy_metrics_by_multiplier",
-           "xstest_by_multiplier", "delta_heatmap", "capability_safety_tradeoff"]
+           "xstest_by_multiplier", "delta_heatmap", "capability_safety_tradeoff", "output_health_by_multiplier"]
 
 
 # ---------------------------------------------------------------- known effects

@@ -57,7 +57,7 @@ def test_repetition_is_the_share_of_repeated_word_4_grams(text: str, expected: f
 def test_a_sample_record_is_a_small_json_dict() -> None:
     record = sample_record("a b c d a b c d a b c d", "max_tokens", 512, sample_id=7, epoch=1)
     assert record == {"id": "7", "epoch": 1, "stop": "max_tokens", "truncated": 1, "empty": 0,
-                      "repetition": 0.555556, "tokens": 512}
+                      "repetition": pytest.approx(5 / 9, abs=1e-15), "tokens": 512}
     assert sample_record("  ", "stop", None) == {"stop": "stop", "truncated": 0, "empty": 1,
                                                   "repetition": 0.0, "tokens": None}
     assert json.loads(json.dumps(record)) == record

@@ -347,6 +347,91 @@ def _tradeoff_panel(ax: Any, analysis: Analysis, series: Series, points: dict[fl
     ax.set_ylabel("safety metric change (pp)")
 
 
+# ---------------------------------------------------------------- output health
+
+
+HEALTH_PANELS = (
+    ("output_truncated_rate", "truncated (stopped at the token limit)", "share of samples", "truncated"),
+    ("output_empty_rate", "empty answers", "share of samples", "empty"),
+    ("output_repetition", "repetition (repeated word 4-grams)", "mean share of 4-grams", None),
+    ("output_tokens_mean", "output tokens", "mean tokens per sample", None),
+)
+
+
+def _health_value(analysis: Analysis, series: Series, value: float, column: str) -> float:
+    cell = analysis.cell(series, value)
+    number = cell.row.get(column) if cell is not None else None
+    return float(number) if isinstance(number, (int, float)) and math.isfinite(number) else math.nan
+
+
+def has_health(analysis: Analysis) -> bool:
+    return any(math.isfinite(_health_value(analysis, s, v, "output_truncated_rate"))
+               for s in analysis.series for v in analysis.multipliers)
+
+
+def output_health_by_multiplier(analysis: Analysis) -> Figure:
+    """The four output-health measures against multiplier, one panel each, one line per benchmark."""
+    from matplotlib import colormaps
+
+    flagged = {(h.benchmark, h.subset, h.multiplier_value, h.measure) for h in
+               (analysis.steering.health if analysis.steering else []) if h.flagged}
+    shown = [s for s in analysis.series
+             if any(math.isfinite(_health_value(analysis, s, v, "output_truncated_rate")) for v in analysis.multipliers)]
+    colours = colormaps["tab20"] if len(shown) > 10 else colormaps["tab10"]
+    markers = "osD^vP*Xhp<>"
+    with styled():
+        figure = new_figure(9.5, 7.2)
+        axes = figure.subplots(2, 2, squeeze=False)
+        for ax, (column, title, ylabel, measure) in zip(axes.flat, HEALTH_PANELS):
+            for i, series in enumerate(shown):
+                xs = list(analysis.multipliers)
+                ys = [_health_value(analysis, series, v, column) for v in xs]
+                colour = colours(i % colours.N)
+                ax.plot(xs, ys, color=colour, marker=markers[i % len(markers)], markersize=4, label=series.label)
+                for x, y in zip(xs, ys):
+                    if measure and (series.benchmark, series.subset, x, measure) in flagged:
+                        ax.plot(x, y, marker="o", markersize=11, markerfacecolor="none", markeredgecolor=FLAG_COLOR,
+                                markeredgewidth=1.3, linestyle="none", zorder=4)
+            ax.axvline(BASELINE, color=ZERO_GREY, linestyle="--", linewidth=0.8, zorder=0)
+            ax.set_xticks(list(analysis.multipliers), list(analysis.multipliers.values()))
+            ax.set_title(title)
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel("multiplier")
+            if column != "output_tokens_mean":
+                ax.set_ylim(-0.03, 1.03)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        if flagged:
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor=FLAG_COLOR,
+                                  markersize=10, linestyle="none"))
+            labels.append(f"share significantly above multiplier 0 (paired, Holm, α = {ALPHA:g})")
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+        figure.suptitle("Output health by multiplier (the steered model's final answers)")
+    return figure
+
+
+def unavailable(name: str, analysis: Analysis) -> str | None:
+    """Why figure `name` would have no data (it is then left out of the report), or None."""
+    headlines = {s.headline.name for s in analysis.series}
+    if name == "accuracy_by_benchmark" and not analysis.series:
+        return "no benchmark has a headline metric"
+    if name == "ifeval_metrics_by_multiplier" and "final_acc" not in headlines:
+        return "no IFEval-style logs (final_acc) in this log root"
+    if name == "sycophancy_metrics_by_multiplier" and "truthfulness" not in headlines:
+        return "no Sycophancy-style logs (truthfulness) in this log root"
+    if name == "xstest_by_multiplier" and "refusal_rate" not in headlines:
+        return "no refusal-rate (XSTest-style) logs in this log root"
+    if name == "delta_heatmap" and not analysis.paired:
+        return "no paired changes: no benchmark has a multiplier-0 cell and another multiplier"
+    if name == "capability_safety_tradeoff" and not (any(s.is_safety for s in analysis.series)
+                                                     and any(not s.is_safety for s in analysis.series)):
+        return "needs at least one capability benchmark and one safety benchmark"
+    if name == "output_health_by_multiplier" and not has_health(analysis):
+        return "no log has output-health records (logs written before steerbench recorded them)"
+    return None
+
+
 FIGURES: dict[str, Callable[[Analysis], Figure]] = {
     "accuracy_by_benchmark": accuracy_by_benchmark,
     "ifeval_metrics_by_multiplier": ifeval_metrics_by_multiplier,
@@ -354,6 +439,7 @@ FIGURES: dict[str, Callable[[Analysis], Figure]] = {
     "xstest_by_multiplier": xstest_by_multiplier,
     "delta_heatmap": delta_heatmap,
     "capability_safety_tradeoff": capability_safety_tradeoff,
+    "output_health_by_multiplier": output_health_by_multiplier,
 }
 
 CAPTIONS: dict[str, str] = {
@@ -373,4 +459,10 @@ CAPTIONS: dict[str, str] = {
                                   "benchmarks, y the paired change of one safety metric. The grey line joins the "
                                   "multipliers in order through multiplier 0 at the origin. (k/n): the capability mean "
                                   "uses only the k benchmarks that have that cell.",
+    "output_health_by_multiplier": "The steered model's final answers at every multiplier, one line per benchmark: "
+                                   "share truncated at the token limit (stop reason max_tokens or model_length), "
+                                   "share empty (whitespace only), mean share of repeated word 4-grams, mean output "
+                                   "tokens. Ringed: a truncated or empty share significantly above multiplier 0's "
+                                   "(exact one-sided sign test over the same samples, Holm). A truncated share that "
+                                   "rises with |m| is the usual sign of a degenerate model.",
 }

@@ -18,6 +18,7 @@ from typing import Any
 from ..core.cells import cell_label
 from ..results.analysis import BASELINE, Analysis, metric_label
 from ..results.flags import KINDS, SUSPICIOUS_FACTOR, Flag
+from ..results.safe_range import DEFAULT_MARGIN, HIGHER_IS_WORSE
 from ..results.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, NORMAL_MIN_N
 
 PAIRED_CSV = "paired_differences.csv"
@@ -30,35 +31,48 @@ class ReportFiles:
     csv: Path  # the aggregate CSV, rewritten from the same logs
     paired_csv: Path
     figures: dict[str, list[Path]]  # name -> [png, pdf]
+    safe_range_csv: Path | None = None
+    left_out: dict[str, str] | None = None  # figure name -> why it has no data
 
 
 def write_report(log_root: str, csv: str | Path = "data/aggregated_inspect_logs.csv", out: str | Path = "outputs",
                  planned: list[tuple[str, str, str, str]] | None = None, title: str = TITLE,
-                 simulated: bool = False) -> Path:
+                 simulated: bool = False, margin: float = DEFAULT_MARGIN) -> Path:
     """Everything `steerbench report` writes, in one call; returns the path of report.html.
     planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
     from ..results.analysis import analyse
 
-    return write_analysis(analyse(log_root, planned), csv, out, title, simulated).html
+    return write_analysis(analyse(log_root, planned, margin), csv, out, title, simulated).html
 
 
 def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: str = TITLE,
                    simulated: bool = False) -> ReportFiles:
-    """Write the aggregate CSV, paired_differences.csv next to it, out/figures/*.png|pdf and out/report.html."""
+    """Write the aggregate CSV, paired_differences.csv and safe_range.csv next to it,
+    out/figures/*.png|pdf (a figure without data is left out, with the reason) and out/report.html."""
     from . import figures as figure_functions
     from ..results.aggregate import write_csv
+    from ..results.steering_range import SAFE_RANGE_CSV, write_safe_range_csv
     from .plotting import save
 
     csv, out = Path(csv), Path(out)
     write_csv(analysis.aggregate, str(csv))
     paired_csv = csv.parent / PAIRED_CSV
     analysis.paired_frame().to_csv(paired_csv, index=False)
+    safe_csv = csv.parent / SAFE_RANGE_CSV
+    if analysis.steering is not None:
+        write_safe_range_csv(analysis.steering, str(safe_csv))
     written: dict[str, list[Path]] = {}
+    left_out: dict[str, str] = {}
     for name, draw in figure_functions.FIGURES.items():
+        reason = figure_functions.unavailable(name, analysis)
+        if reason:
+            left_out[name] = reason
+            continue
         written[name] = save(draw(analysis), out / "figures", name)
     page = out / "report.html"
-    page.write_text(render_html(analysis, written, out, paired_csv, title, simulated), encoding="utf-8")
-    return ReportFiles(page, csv, paired_csv, written)
+    page.write_text(render_html(analysis, written, out, paired_csv, title, simulated, left_out, safe_csv),
+                    encoding="utf-8")
+    return ReportFiles(page, csv, paired_csv, written, safe_csv, left_out)
 
 
 # ---------------------------------------------------------------- HTML
@@ -89,7 +103,8 @@ def _relative(path: Path, start: Path) -> str:
 
 
 def render_html(analysis: Analysis, figures: dict[str, list[Path]], out: Path, paired_csv: Path,
-                title: str = TITLE, simulated: bool = False) -> str:
+                title: str = TITLE, simulated: bool = False, left_out: dict[str, str] | None = None,
+                safe_csv: Path | None = None) -> str:
     from .figures import CAPTIONS
 
     parts = [
@@ -103,9 +118,12 @@ def render_html(analysis: Analysis, figures: dict[str, list[Path]], out: Path, p
         f'<p class="muted">Generated {_e(analysis.provenance.generated_at)} from <code>{_e(analysis.log_root)}</code>: '
         f"{len(analysis.series)} benchmark series, {len(analysis.multipliers)} multipliers, "
         f"{analysis.provenance.logs} logs.</p>",
+        _safe_range_section(analysis, out, safe_csv),
         _flags_section(analysis.flags),
         "<h2>Figures</h2>",
     ]
+    for name, reason in (left_out or {}).items():
+        parts.append(f'<p class="muted" id="{_e(name)}">Left out: <b>{_e(name)}</b>, {_e(reason)}.</p>')
     for name, paths in figures.items():
         png = next(p for p in paths if p.suffix == ".png")
         links = " · ".join(f'<a href="{_e(_relative(p, out))}">{p.suffix[1:].upper()}</a>' for p in paths)
@@ -222,7 +240,61 @@ family-wise error rate at {ALPHA:g}.</li>
 <li><b>Flags.</b> Suspicious: above or below both neighbouring multipliers by more than {SUSPICIOUS_FACTOR:g}&times; the
 95% half-width of each difference. Sample count: a cell with a different number of samples from the most common
 count of its benchmark. Scale: XSTest's refusal_rate is reported 0-100 and divided by 100 everywhere here.</li>
+<li><b>Output health.</b> From each sample's final steered answer (Sycophancy: the answer to the challenge), recorded
+during the run: truncated = stop reason max_tokens or model_length; empty = no text but whitespace; repetition =
+1 &minus; distinct / all word 4-grams (words: lowercased <code>\\w+</code> runs; 0 under 4 words); output tokens as
+the endpoint reported them. A truncated or empty share is flagged when it is significantly above multiplier 0's:
+exact one-sided sign test on the paired per-sample values (McNemar's exact test), Holm over every such test,
+&alpha; = {ALPHA:g}.</li>
+<li><b>Safe range.</b> For each benchmark and side of 0, the largest |m| such that m and every multiplier between it
+and 0 pass a one-sided paired non-inferiority test against multiplier 0: with harm<sub>i</sub> the per-sample
+change in the harmful direction (lower accuracy; more refusals of safe prompts, fewer of unsafe ones; lower
+truthfulness), H0: mean harm &ge; &delta; against H1: mean harm &lt; &delta;, z = (mean &minus; &delta;) / (sd / &radic;n), p =
+&Phi;(z) (normal approximation on the paired differences), Holm over every test of the report, &alpha; = {ALPHA:g}.
+Steerability slope: least-squares slope of the per-sample headline values on the multiplier, with a 95% interval
+from the standard error clustered by sample.</li>
 </ul>"""
+
+
+def _safe_range_section(analysis: Analysis, out: Path, safe_csv: Path | None) -> str:
+    found = analysis.steering
+    if found is None or not found.ranges:
+        return ("<h2>Safe range</h2><p>No safe range: no benchmark has both a multiplier-0 cell and a headline metric "
+                "whose harmful direction is known.</p>")
+    labels = analysis.multipliers
+    rows = []
+    for r in found.ranges:
+        slope = found.slopes.get((r.benchmark, r.subset))
+        slope_text = "" if slope is None or not math.isfinite(slope.estimate) else \
+            f"{slope.estimate:+.3f} [{slope.low:+.3f}, {slope.high:+.3f}]"
+        worse = "higher" if r.direction == HIGHER_IS_WORSE else "lower"
+        rows.append(
+            f'<tr><td class="name">{_e(r.label)}</td><td class="name">{_e(metric_label(r.metric))}</td>'
+            f"<td>{_e(worse)}</td><td><b>[{_e(r.lowest_safe)}, {_e(r.highest_safe)}]</b></td>"
+            f"<td>{r.n_samples}</td><td>{_e(slope_text)}</td></tr>"
+        )
+    tests = len(found.tests)
+    if found.capability is None:
+        common = "<p>No capability benchmark has a safe range.</p>"
+    else:
+        low, high = found.capability
+        lo_label = labels.get(low) or f"{low:g}"
+        hi_label = labels.get(high) or f"{high:g}"
+        common = (f"<p><b>Safe for every capability benchmark at once: [{_e(lo_label)}, {_e(hi_label)}]</b> "
+                  f"({_e(', '.join(found.capability_benchmarks))}).</p>")
+    missing = (f"<p class=\"muted\">No harmful direction known (not tested): {_e(', '.join(found.without_direction))}.</p>"
+               if found.without_direction else "")
+    link = f' Also in <a href="{_e(_relative(safe_csv, out))}">{_e(safe_csv.name)}</a>.' if safe_csv else ""
+    return (
+        "<h2>Safe range</h2>"
+        f"<p>How far one can steer: the multipliers whose headline metric is no worse than at multiplier 0 by more "
+        f"than &delta; = {found.margin:g} (0-1 scale), by a one-sided paired non-inferiority test at &alpha; = {ALPHA:g} with "
+        f"Holm's correction over all {tests} tests; a range stops at the first multiplier that fails. "
+        f"Slope: change of the headline per unit multiplier, 95% interval.{link}</p>"
+        + common +
+        '<table><tr><th class="name">benchmark</th><th class="name">metric</th><th>worse when</th>'
+        f"<th>safe range</th><th>n at 0</th><th>steerability slope</th></tr>{''.join(rows)}</table>" + missing
+    )
 
 
 def _provenance_section(analysis: Analysis) -> str:

@@ -2,7 +2,9 @@
 
 `analyse(log_root)` aggregates the logs (steerbench.results.aggregate), reads each successful cell's
 sample scores, computes per-cell 95% intervals and paired changes from multiplier 0
-(steerbench.results.stats), lists the flags (steerbench.results.flags) and collects the run's provenance.
+(steerbench.results.stats), lists the flags (steerbench.results.flags), finds the safe ranges,
+slopes and output-health flags from each cell's scores and health sidecar (steerbench.results.steering_range)
+and collects the run's provenance.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .scores import (
     headline_metric,
     read_cell_scores,
 )
+from .safe_range import DEFAULT_MARGIN
 from .stats import (
     ALPHA,
     Interval,
@@ -74,6 +77,7 @@ class CellResult:
     row: dict[str, Any]
     scores: dict[str, SampleScores] = field(default_factory=dict)
     intervals: dict[str, Interval] = field(default_factory=dict)
+    health: dict[str, dict[str, float]] = field(default_factory=dict)  # measure -> sample id -> value
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class Analysis:
     paired: list[PairedRow]
     flags: list[Flag]
     provenance: Provenance
+    steering: Any = None  # results.steering_range.SteeringRange: safe ranges, slopes, health flags
 
     def cell(self, series: Series, value: float) -> CellResult | None:
         return self.cells.get((series.benchmark, series.subset, value))
@@ -164,12 +169,13 @@ class Analysis:
 # ---------------------------------------------------------------- building it
 
 
-def analyse(log_root: str, planned: list[CellKey] | None = None) -> Analysis:
-    """Everything the report shows; planned: every cell that should exist (steerbench.planned_cells)."""
-    return analyse_aggregate(aggregate(log_root, planned), log_root)
+def analyse(log_root: str, planned: list[CellKey] | None = None, margin: float = DEFAULT_MARGIN) -> Analysis:
+    """Everything the report shows; planned: every cell that should exist (steerbench.planned_cells);
+    margin: the safe range's non-inferiority margin (0-1 scale)."""
+    return analyse_aggregate(aggregate(log_root, planned), log_root, margin)
 
 
-def analyse_aggregate(result: Aggregate, log_root: str) -> Analysis:
+def analyse_aggregate(result: Aggregate, log_root: str, margin: float = DEFAULT_MARGIN) -> Analysis:
     multipliers: dict[float, str] = {}
     for row in sorted(result.rows, key=lambda r: multiplier_sort_key(str(r["multiplier"]))):
         multipliers.setdefault(multiplier_sort_key(str(row["multiplier"])), str(row["multiplier"]))
@@ -196,8 +202,12 @@ def analyse_aggregate(result: Aggregate, log_root: str) -> Analysis:
         for key, cell in cells.items()
         if (interval := cell.intervals.get(headline_of[key[:2]])) is not None
     }
-    flags = find_flags(result.rows, estimates) + problems
-    return Analysis(log_root, result, multipliers, series, cells, paired, flags, provenance(log_root, headers, result))
+    from .steering_range import health_flag_list, steering_range
+
+    steering = steering_range(series, cells, multipliers, margin)
+    flags = find_flags(result.rows, estimates) + problems + health_flag_list(steering.health)
+    return Analysis(log_root, result, multipliers, series, cells, paired, flags, provenance(log_root, headers, result),
+                    steering)
 
 
 def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | None, Any]:
@@ -214,6 +224,9 @@ def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | 
         return cell, Flag("unreadable", series.benchmark, series.subset, label,
                           f"its sample scores could not be read ({reason})"), None
     cell.intervals = {name: clip(mean_interval(scores.array)) for name, scores in cell.scores.items()}
+    from .steering_range import read_cell_health
+
+    cell.health = read_cell_health(log_file)  # {} for a log without a health sidecar
     return cell, _mismatch(series, cell), header
 
 

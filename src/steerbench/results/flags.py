@@ -26,9 +26,11 @@ from .scores import Metric, headline_metric
 from .stats import Z_95
 
 SUSPICIOUS_FACTOR = 3.0
-# the report adds "unreadable" (a cell's samples could not be read) and "score mismatch"
-# (the samples do not rebuild the metric the log reports)
-KINDS = ("missing", "failed", "partial", "sample count", "scale", "suspicious", "unreadable", "score mismatch")
+# the report adds "unreadable" (a cell's samples could not be read), "score mismatch"
+# (the samples do not rebuild the metric the log reports), and "output truncated" / "output
+# empty" (a share significantly above multiplier 0's, results/steering_range.py)
+KINDS = ("missing", "failed", "partial", "sample count", "scale", "suspicious", "unreadable", "score mismatch",
+         "output truncated", "output empty")
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ def _suspicious(benchmark: str, subset: str, cells: list[tuple[str, CellEstimate
                 "check this cell's log before trusting it",
             ))
     return flags
+
 
 
 @dataclass(frozen=True)
