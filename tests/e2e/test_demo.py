@@ -78,3 +78,29 @@ def test_demo_leaves_nothing_listening(demo_run):
         with socket.socket() as s:
             s.settimeout(1)
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+
+def test_demo_has_40_samples_a_benchmark_and_degenerates_along_its_documented_curve(demo_run):
+    from steerbench.sim.demo import DEMO_ROWS, degeneration
+
+    out, _ = demo_run
+    frame = pd.read_csv(out / "data" / "aggregated_inspect_logs.csv", dtype={"multiplier": str})
+    assert (frame["n_samples"] >= DEMO_ROWS).all()
+    for row in frame.itertuples():
+        n, m = int(row.n_samples), float(row.multiplier)
+        synthetic = {"XSTest": "xstest", "Sycophancy": "sycophancy"}.get(row.benchmark, "")
+        kinds = [degeneration(m, (k + 0.5) / n, synthetic) for k in range(n)]
+        assert row.output_truncated_rate == pytest.approx(kinds.count("loop") / n), (row.benchmark, m)
+        assert row.output_empty_rate == pytest.approx(kinds.count("empty") / n), (row.benchmark, m)
+        if kinds.count("loop"):  # loops run to the token limit (MMLU's is a few tokens, GSM8K's 1,000)
+            at_zero = frame[(frame["benchmark"] == row.benchmark) & (frame["multiplier"].astype(float) == 0)]
+            assert row.output_repetition > 0 and row.output_tokens_mean > at_zero["output_tokens_mean"].iloc[0]
+    assert frame[frame["multiplier"].astype(float).abs() <= 0.5]["output_truncated_rate"].max() == 0
+    # the report finds it: truncation flags at |m| = 1.5, capability benchmarks safe within exactly +-0.5
+    page = (out / "outputs" / "report.html").read_text()
+    assert "output truncated" in page and "Safe for every capability benchmark at once" in page
+    ranges = pd.read_csv(out / "data" / "safe_range.csv", dtype={"lowest_safe": str, "highest_safe": str})
+    capability = ranges[ranges["benchmark"].isin(CAPABILITY)]
+    assert len(capability) == len(CAPABILITY)
+    assert set(capability["lowest_safe"]) == {"-0.5"} and set(capability["highest_safe"]) == {"0.5"}
+    assert (out / "outputs" / "figures" / "output_health_by_multiplier.png").exists()

@@ -1,11 +1,23 @@
 """The demo study (`steerbench demo`): the whole study, offline, against the built-in simulator.
 
 The simulator's documented curve (see `demo_responder`): for a multiplier m,
-- P(right answer) = max(0, 1 - 0.3 * |m|)             (1.0 at 0, 0.85 at ±0.5, 0.7 at ±1, 0.55 at ±1.5)
+- P(right answer) = max(0, 1 - 0.4 * max(0, |m| - 0.5))   (1.0 up to ±0.5, 0.8 at ±1, 0.6 at ±1.5)
 - P(refuse a safe XSTest prompt)   = clip(0.1 + 0.3 * m, 0, 1)
 - P(refuse an unsafe XSTest prompt) = clip(0.7 + 0.2 * m, 0, 1)
 Each sample has a fixed rank u in [0, 1) (its position among its benchmark's samples); it is
 answered right when u < P. So accuracy falls, and refusals rise, monotonically along the curve.
+
+Degeneration (output health), every benchmark but XSTest (whose refusal curve stays as above):
+every wrong answer beyond ±0.5 is a degenerate one. D(m) = 1 - P(right): a sample degenerates
+when u >= 1 - D(m); the top quarter of that band (u >= 1 - D(m) / 4) answers with an empty text,
+the rest with a repetition loop (the first 8 words of its wrong answer, then "and so on," again
+and again up to the request's max_tokens, DEMO_TOKEN_LIMIT when it sets none) that ends with
+finish_reason "length". Sycophancy: only the answer to "Are you sure?" degenerates, always as a
+loop (it starts with the wrong answer's apology, so it still scores as sycophantic). So at ±1
+15% of the samples are truncated loops and 5% empty, at ±1.5 30% and 10%, none up to ±0.5:
+the capability benchmarks are safe within ±0.5 and flagged for truncation at ±1.5. Every
+benchmark has at least DEMO_ROWS samples (synthetic variants of the shipped rows,
+sim/offline_data/_data.py), enough for the paired tests to find these.
 """
 
 from __future__ import annotations
@@ -31,9 +43,10 @@ DEMO_BENCHMARKS: list[dict[str, Any]] = [
     {"name": "IFEval", "eval_name": "inspect_evals/ifeval", "category": "General", "generate": {"max_tokens": None}},
     {"name": "ARC_Easy", "eval_name": "inspect_evals/arc_easy", "category": "Reasoning"},
     {"name": "ARC_Challenge", "eval_name": "inspect_evals/arc_challenge", "category": "Reasoning"},
-    {"name": "GPQA", "eval_name": "inspect_evals/gpqa_diamond", "category": "Reasoning"},
+    # one epoch, not the tasks' 4 and 5: the simulator answers every epoch alike, and the demo stays fast
+    {"name": "GPQA", "eval_name": "inspect_evals/gpqa_diamond", "category": "Reasoning", "epochs": 1},
     {"name": "HumanEval", "eval_name": "inspect_evals/humaneval", "category": "Code", "sandbox": "local"},
-    {"name": "MBPP", "eval_name": "inspect_evals/mbpp", "category": "Code", "sandbox": "local"},
+    {"name": "MBPP", "eval_name": "inspect_evals/mbpp", "category": "Code", "sandbox": "local", "epochs": 1},
     {"name": "GSM8K", "eval_name": "inspect_evals/gsm8k", "category": "Math", "shots": 8},
     {"name": "CommonSenseQA", "eval_name": "inspect_evals/commonsense_qa", "category": "Other"},
     {"name": "TruthfulQA", "eval_name": "inspect_evals/truthfulqa", "category": "Other"},
@@ -44,7 +57,36 @@ DEMO_BENCHMARKS: list[dict[str, Any]] = [
 
 
 def p_right(m: float) -> float:
-    return max(0.0, 1.0 - 0.3 * abs(m))
+    return max(0.0, 1.0 - 0.4 * max(0.0, abs(m) - 0.5))
+
+
+DEMO_ROWS = 40  # samples per benchmark (XSTest: per subset)
+DEMO_TOKEN_LIMIT = 256  # the length of a degenerate loop when the request sets no max_tokens
+
+
+def p_degenerate(m: float) -> float:
+    return 1.0 - p_right(m)
+
+
+def degeneration(m: float, rank: float, benchmark: str = "") -> str | None:
+    """None (a normal answer), "empty" or "loop" for a sample of rank `rank` at multiplier m."""
+    share = p_degenerate(m)
+    if benchmark == "xstest" or share <= 0 or rank < 1 - share:
+        return None
+    return "empty" if rank >= 1 - share / 4 and benchmark != "sycophancy" else "loop"
+
+
+def degenerate_answer(kind: str, wrong: str, body: dict[str, Any]) -> Any:
+    """The degenerate answer of `kind`: empty, or a loop cut at the token limit (a token is a word)."""
+    from .simulator import Reply
+
+    if kind == "empty":
+        return Reply("")
+    limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or DEMO_TOKEN_LIMIT)
+    words = wrong.split()[:8]
+    while len(words) < limit:
+        words += ["and", "so", "on,"]
+    return Reply(" ".join(words[:limit]), finish_reason="length")
 
 
 def p_refuse(m: float, unsafe: bool) -> float:
@@ -62,7 +104,7 @@ def sample_rank(found: Any) -> float:
     return (siblings.index(found.sample.key) + 0.5) / len(siblings)
 
 
-def demo_responder(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+def demo_responder(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> Any:
     from .offline_data import identify, respond
 
     found = identify(messages)
@@ -76,6 +118,9 @@ def demo_responder(multiplier: float, messages: list[dict[str, Any]], body: dict
         refuse = rank < p_refuse(multiplier, unsafe)
         # respond(correct=True) is the appropriate behaviour: refuse unsafe, comply with safe
         return respond(messages, correct=(refuse == unsafe))
+    kind = degeneration(multiplier, rank, found.benchmark)
+    if kind is not None and (found.benchmark != "sycophancy" or found.followup):
+        return degenerate_answer(kind, respond(messages, correct=False), body)
     return respond(messages, correct=rank < p_right(multiplier))
 
 
@@ -127,16 +172,17 @@ def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None 
     """The whole demo into `out`; `summarise(run result)` gives the lines said after the run.
     os.environ is as before when it returns."""
     from .offline_data import prepare_offline_cache
+    from .offline_data._data import more_rows
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     (out / "SIMULATED.txt").write_text(
         f"{SIMULATOR_NOTICE}.\nEverything in this folder was produced by `steerbench demo` against the "
-        "built-in simulator on 127.0.0.1, on small synthetic datasets. No real model was evaluated.\n"
+        "built-in simulator on 127.0.0.1, on small synthetic datasets (and variants of their rows). No real model was evaluated.\n"
     )
     say(f"steerbench demo: {SIMULATOR_NOTICE}")
-    say(f"[1/5] preparing the bundled synthetic datasets in {out / 'cache'}")
-    with _environment(prepare_offline_cache(out / "cache")):
+    say(f"[1/5] preparing the bundled synthetic datasets in {out / 'cache'} ({DEMO_ROWS} samples a benchmark)")
+    with more_rows(DEMO_ROWS), _environment(prepare_offline_cache(out / "cache")):
         return _run_demo(out, say, workers, multipliers, summarise, started)
 
 

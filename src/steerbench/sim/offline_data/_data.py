@@ -7,9 +7,11 @@ are notes for people and for the responder and are never written into a dataset.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -79,15 +81,119 @@ def data_file_names() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith((".json", ".jsonl")))
 
 
-@lru_cache(maxsize=None)
 def load_json(name: str) -> dict[str, Any]:
-    return json.loads(data_bytes(name).decode("utf-8"))
+    return _load_json(name, _rows_wanted)
+
+
+def load_jsonl(name: str) -> tuple[dict[str, Any], ...]:
+    return _load_jsonl(name, _rows_wanted)
 
 
 @lru_cache(maxsize=None)
-def load_jsonl(name: str) -> tuple[dict[str, Any], ...]:
+def _load_json(name: str, rows: int) -> dict[str, Any]:
+    doc = json.loads(data_bytes(name).decode("utf-8"))
+    for split, rows_of_split in list(doc.items()):
+        if rows and (name, split) in _VARIANTS:
+            doc[split] = _extended(name, split, rows_of_split, rows)
+    return doc
+
+
+@lru_cache(maxsize=None)
+def _load_jsonl(name: str, rows: int) -> tuple[dict[str, Any], ...]:
     lines = data_bytes(name).decode("utf-8").splitlines()
-    return tuple(json.loads(line) for line in lines if line.strip())
+    found = [json.loads(line) for line in lines if line.strip()]
+    return tuple(_extended(name, "", found, rows) if rows and (name, "") in _VARIANTS else found)
+
+
+def sycophancy_bytes() -> bytes:
+    """The Sycophancy JSONL as the task downloads it (with the variants, when there are any)."""
+    if not _rows_wanted:
+        return data_bytes(SYCOPHANCY_FILE)
+    return "".join(json.dumps(row) + "\n" for row in load_jsonl(SYCOPHANCY_FILE)).encode("utf-8")
+
+
+# ---------------------------------------------------------------- more rows, for the demo
+#
+# The shipped rows are few (3-8 a dataset), enough for the tests. The demo needs more samples
+# per benchmark for its paired statistics, so `more_rows(n)` gives every benchmark n test rows
+# (XSTest: n safe and n unsafe prompts; never fewer than shipped): the shipped rows, then copies whose
+# question (or prompt) ends in " (synthetic variant k)", k = 1, 2, ..., with a new id. A copy
+# has the shipped row's answer, so the responder and the scorers treat it as its original.
+
+_rows_wanted = 0  # 0: the shipped rows only
+
+
+def _suffix(k: int) -> str:
+    return f" (synthetic variant {k})"
+
+
+def _question(field: str, id_field: str | None = None, id_of: Any = None) -> Any:
+    def variant(row: dict[str, Any], k: int) -> dict[str, Any]:
+        copy = {**row, field: row[field] + _suffix(k)}
+        if id_field:
+            copy[id_field] = id_of(row[id_field], k) if id_of else f"{row[id_field]}-v{k}"
+        return copy
+
+    return variant
+
+
+def _humaneval(row: dict[str, Any], k: int) -> dict[str, Any]:
+    # a comment inside the function keeps prompt + canonical_solution valid code
+    return {**row, "task_id": f"{row['task_id']}-v{k}", "prompt": row["prompt"] + f"    #{_suffix(k)}\n"}
+
+
+def _sycophancy(row: dict[str, Any], k: int) -> dict[str, Any]:
+    question = row["base"]["question"]
+    prompt = [{**turn, "content": turn["content"].replace(question, question + _suffix(k), 1)} for turn in row["prompt"]]
+    return {**row, "prompt": prompt, "base": {**row["base"], "question": question + _suffix(k)}}
+
+
+# (file, split) -> how a variant is made, and what its rows are counted by (XSTest: by label)
+_VARIANTS: dict[tuple[str, str], tuple[Any, str | None]] = {
+    ("mmlu.json", "test"): (_question("question"), None),
+    ("arc_easy.json", "test"): (_question("question", "id"), None),
+    ("arc_challenge.json", "test"): (_question("question", "id"), None),
+    ("commonsense_qa.json", "validation"): (_question("question", "id"), None),
+    (GPQA_FILE, "rows"): (_question("Question", "Record ID"), None),
+    ("gsm8k.json", "test"): (_question("question"), None),
+    ("humaneval.json", "test"): (_humaneval, None),
+    ("mbpp_sanitized.json", "test"): (_question("prompt", "task_id", lambda i, k: int(i) + 1000 * k), None),
+    ("ifeval.json", "train"): (_question("prompt", "key", lambda i, k: int(i) + 100000 * k), None),
+    ("truthfulqa.json", "validation"): (_question("question"), None),
+    ("xstest.json", "test"): (_question("prompt"), "label"),
+    (SYCOPHANCY_FILE, ""): (_sycophancy, None),
+}
+
+
+def _extended(name: str, split: str, rows: list[dict[str, Any]], wanted: int) -> list[dict[str, Any]]:
+    variant, group = _VARIANTS[(name, split)]
+    counts: dict[Any, int] = {}
+    for row in rows:
+        counts[row.get(group) if group else None] = counts.get(row.get(group) if group else None, 0) + 1
+    copies = max(1, -(-wanted // min(counts.values()))) if rows else 1  # ceil
+    kept: dict[Any, int] = {}
+    out = []
+    for row in list(rows) + [variant(row, k) for k in range(1, copies) for row in rows]:
+        key = row.get(group) if group else None
+        if kept.get(key, 0) < max(wanted, counts[key]):  # exactly `wanted` (or the shipped rows, if more)
+            kept[key] = kept.get(key, 0) + 1
+            out.append(row)
+    return out
+
+
+def rows_wanted() -> int:
+    return _rows_wanted
+
+
+@contextlib.contextmanager
+def more_rows(rows: int) -> Iterator[None]:
+    """Inside this block every benchmark has at least `rows` test rows (see above)."""
+    global _rows_wanted
+    before, _rows_wanted = _rows_wanted, rows
+    try:
+        yield
+    finally:
+        _rows_wanted = before
 
 
 def splits_of(spec: HFDatasetSpec) -> dict[str, list[dict[str, Any]]]:

@@ -186,6 +186,7 @@ def _write_hf_dataset(hf_datasets_cache: Path, spec: _data.HFDatasetSpec) -> Pat
 def _fingerprint() -> str:
     h = hashlib.sha256()
     h.update(f"layout={LAYOUT_VERSION}\n".encode())
+    h.update(f"rows={_data.rows_wanted()}\n".encode())  # the demo's variants (_data.more_rows)
     for name in _data.data_file_names():
         h.update(name.encode() + b"\0" + _data.data_bytes(name) + b"\0")
     for spec in _data.HF_DATASETS:
@@ -263,7 +264,7 @@ def prepare_offline_cache(root: Path) -> dict[str, str]:
             (new_ie / "gpqa").mkdir(parents=True)
             (new_ie / "gpqa" / "gpqa_diamond.csv").write_bytes(_data.gpqa_csv_bytes())
             (new_ie / "sycophancy").mkdir(parents=True)
-            (new_ie / "sycophancy" / sycophancy_cache_name()).write_bytes(_data.data_bytes(_data.SYCOPHANCY_FILE))
+            (new_ie / "sycophancy" / sycophancy_cache_name()).write_bytes(_data.sycophancy_bytes())
             # swap the new trees in (anything cached there before is dropped)
             for new, final in ((new_hf, Path(env["HF_DATASETS_CACHE"])), (new_ie, Path(env["INSPECT_EVALS_CACHE_DIR"]))):
                 if final.exists():

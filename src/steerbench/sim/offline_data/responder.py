@@ -67,9 +67,13 @@ def _rows(file: str, split: str) -> list[dict[str, Any]]:
     return list(_data.load_json(file)[split])
 
 
-@lru_cache(maxsize=1)
 def samples() -> tuple[SyntheticSample, ...]:
     """Every synthetic sample a task asks about (few-shot-only rows are not included)."""
+    return _samples(_data.rows_wanted())
+
+
+@lru_cache(maxsize=4)
+def _samples(rows: int) -> tuple[SyntheticSample, ...]:
     out: list[SyntheticSample] = []
     for i, r in enumerate(_rows("mmlu.json", "test")):
         out.append(SyntheticSample("mmlu_0_shot", str(i), r["question"], r, (r["choices"][r["answer"]],)))
