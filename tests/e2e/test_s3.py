@@ -129,6 +129,9 @@ def test_run_resume_status_and_aggregate_straight_from_the_bucket(study_files, s
         (b, m, expected_accuracy(m)) for b in ("Arithmetic", "Capitals") for m in (0.0, 1.0)
     )
     assert all(r["status"] == "success" and r["log_file"].startswith(root) for r in rows)
+    # the output-health sidecars went into the bucket next to their logs and were read back from it
+    assert sum(name.endswith(".eval.health.jsonl") for name in contents) == 4
+    assert all(r["output_truncated_rate"] == "0.0" and float(r["output_tokens_mean"]) >= 1 for r in rows)
 
 
 @pytest.fixture
