@@ -42,34 +42,28 @@ def write_text(location: str, text: str) -> None:
         raise
 
 
-def read_first_line(location: str) -> str | None:
-    """The file's first line, or None when there is no such file (or it cannot be read)."""
+def _read(location: str, first_line_only: bool) -> str | None:
     try:
         path = _local(location)
         if path is None:
             from ..boundary.filesystem import filesystem
 
             with filesystem(location).fs.open(location, "rb") as f:
-                return f.readline().decode("utf-8")
+                return (f.readline() if first_line_only else f.read()).decode("utf-8")
         with open(path, encoding="utf-8") as f:
-            return f.readline()
+            return f.readline() if first_line_only else f.read()
     except Exception:  # missing, unreadable, or an object store's own error: no sidecar
         return None
+
+
+def read_first_line(location: str) -> str | None:
+    """The file's first line, or None when there is no such file (or it cannot be read)."""
+    return _read(location, first_line_only=True)
 
 
 def read_text(location: str) -> str | None:
     """The whole file, or None when there is no such file (or it cannot be read)."""
-    try:
-        path = _local(location)
-        if path is None:
-            from ..boundary.filesystem import filesystem
-
-            with filesystem(location).fs.open(location, "rb") as f:
-                return f.read().decode("utf-8")
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except Exception:  # missing, unreadable, or an object store's own error: no sidecar
-        return None
+    return _read(location, first_line_only=False)
 
 
 def read_first_lines(locations: list[str]) -> list[str | None]:
