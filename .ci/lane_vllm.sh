@@ -10,3 +10,5 @@ if ! bash scripts/setup_vllm_cpu.sh "$venv" >.ci-vllm-setup.log 2>&1; then
 fi
 "$venv/bin/python" -m pytest -q tests/unit/test_serve_inputs.py
 "$venv/bin/python" -m pytest -q -m vllm tests/vllm_lane
+# every patch point of the plugin, in the vLLM installed here and in the newest wheel on the index
+"$venv/bin/python" scripts/check_vllm_patch_points.py --installed --newest
