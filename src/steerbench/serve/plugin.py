@@ -10,6 +10,14 @@ token position, prompt and generated alike, the residual stream gains `m × v`. 
 layers return `(hidden_states, residual)` and the next layer (or the final norm) adds the two, so
 adding to `hidden_states` is adding to the residual stream.
 
+Proof of steering. vLLM can come up without ever running this hook (another plugin named in
+`VLLM_PLUGINS`, a compiled graph that froze the per-token values, a model runner the plugin does
+not patch), and such a server answers unsteered. So the plugin appends to `<settings>.proof.jsonl`
+one `installed` line per process that installed the hook (with vLLM's version and the model
+runner that loaded the model) and one `steered` line the first time a hook adds a non-zero
+multiple of the vector on a forward. `steerbench serve` sends a probe request and prints `ready:`
+only when the `steered` line appears (`steerbench.serve.selftest`).
+
 Two modes, written in the settings file:
 - fixed: one multiplier for the whole server (one server per multiplier);
 - per_request: each request's `vllm_xargs.steer_multiplier` (vLLM passes it to
@@ -39,6 +47,7 @@ def register() -> None:
     if not settings_path:
         return
     settings = read_settings(Path(settings_path))
+    _proof.path = proof_path(Path(settings_path))
     _patch_model_loader(settings)
 
 
@@ -58,7 +67,7 @@ def _patch_model_loader(settings: dict[str, Any]) -> None:
 
     def load_model(self, vllm_config, model_config, *args, **kwargs):
         model = original(self, vllm_config, model_config, *args, **kwargs)
-        install_steering(model, settings)
+        install_steering(model, settings, runner=_calling_runner())
         return model
 
     load_model._steerbench_steering = True  # type: ignore[attr-defined]
@@ -79,6 +88,46 @@ def decoder_layers(model: Any) -> Any:
     return min(candidates, key=lambda item: item[0].count("."))[1]
 
 
+def proof_path(settings_path: Path) -> Path:
+    return settings_path.with_name(settings_path.name + ".proof.jsonl")
+
+
+class Proof:
+    """Appends the plugin's evidence for `steerbench serve`; each event at most once per process."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.written: set[str] = set()
+
+    def record(self, event: str, **fields: Any) -> None:
+        if self.path is None or event in self.written:
+            return
+        self.written.add(event)
+        line = json.dumps({"event": event, "pid": os.getpid(), **fields})
+        with open(self.path, "a", encoding="utf-8") as out:  # a few processes may append; each line is one write
+            out.write(line + "\n")
+
+
+_proof = Proof(None)
+
+
+def _calling_runner() -> str:
+    """The model runner that is loading the model, read from the call stack (vLLM's own object, not an env var)."""
+    import inspect
+
+    for frame_info in inspect.stack()[2:40]:
+        owner = frame_info.frame.f_locals.get("self")
+        if owner is not None and type(owner).__name__.endswith("ModelRunner"):
+            return f"{type(owner).__module__}.{type(owner).__qualname__}"
+    return "unknown"
+
+
+def runner_is_patched(runner: str) -> bool:
+    """The plugin patches the V1 runner (vllm.v1.worker.gpu_model_runner) and the CPU runner built on it;
+    the V2 runner (vllm.v1.worker.gpu.*) runs a path these patches never see."""
+    return runner.startswith(("vllm.v1.worker.gpu_model_runner.", "vllm.v1.worker.cpu_model_runner."))
+
+
 class TokenMultipliers:
     """Per-token multipliers of the batch about to run, set by the model runner before each forward."""
 
@@ -86,11 +135,13 @@ class TokenMultipliers:
         self.values: Any = None  # torch.Tensor [num_tokens] or None: unsteered
 
 
-def install_steering(model: Any, settings: dict[str, Any]) -> None:
+def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknown") -> None:
     import torch
 
     layers = decoder_layers(model)
     parameter = next(model.parameters())
+    _proof.record("installed", runner=runner, runner_patched=runner_is_patched(runner),
+                  vllm=_vllm_version(), mode=settings["mode"])
     per_request = settings["mode"] == "per_request"
     tokens = TokenMultipliers() if per_request else None
     if per_request:
@@ -99,12 +150,12 @@ def install_steering(model: Any, settings: dict[str, Any]) -> None:
         index = int(key)
         vector = torch.tensor(values, dtype=parameter.dtype, device=parameter.device)
         if per_request:
-            hook = _per_token_hook(vector, tokens)
+            hook = _per_token_hook(vector, tokens, index)
         else:
             multiplier = float(settings["multiplier"])
             if multiplier == 0.0:
                 continue  # exactly the unsteered model
-            hook = _fixed_hook(multiplier * vector)
+            hook = _fixed_hook(multiplier * vector, index)
         layers[index].register_forward_hook(hook)
     logger.warning(
         "steerbench steering: %s, layers %s, vector sha256 %s",
@@ -120,20 +171,40 @@ def _add_to_stream(output: Any, delta: Any) -> Any:
     return output + delta
 
 
-def _fixed_hook(delta: Any):
+def _vllm_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("vllm")
+    except Exception:  # the CPU build may carry only the alias; the proof line says so
+        return "unknown"
+
+
+def _record_steered(layer: int) -> None:
+    import torch
+
+    # While torch.compile traces, a hook runs once and is then frozen into the graph: that is no
+    # proof that later forwards steer (per-request values would be frozen), so it is not recorded.
+    if not torch.compiler.is_compiling():
+        _proof.record("steered", layer=layer)
+
+
+def _fixed_hook(delta: Any, layer: int):
     def hook(module, args, output):
+        _record_steered(layer)
         return _add_to_stream(output, delta)
 
     return hook
 
 
-def _per_token_hook(vector: Any, tokens: TokenMultipliers):
+def _per_token_hook(vector: Any, tokens: TokenMultipliers, layer: int):
     import torch
 
     def hook(module, args, output):
         multipliers = tokens.values
         if multipliers is None:
             return output
+        _record_steered(layer)
         hidden = output[0] if isinstance(output, tuple) else output
         rows = hidden.shape[0]
         if multipliers.shape[0] < rows:  # padded batch: padding rows stay unsteered
