@@ -258,9 +258,12 @@ def test_paired_intervals_are_tighter_than_independent_stderrs_and_holm_is_appli
         expected[index] = running
     assert frame.p_holm.to_numpy() == pytest.approx(expected)
     assert list(frame.significant) == list(expected < 0.05)
-    # the known effects: the broken cell and the strongest steering effect are significant, no change is not
+    # the known effects: the broken cell (27 of 30 lost) is significant; reasoning at +1 loses 9 of 30 and gains
+    # none: exact McNemar p = 2 / 2^9, its interval excludes 0, but over a family of this size Holm does not
+    # let 0.0039 through
     assert bool(frame[(frame.benchmark == "ToyCode") & (frame.multiplier == "0.5")].significant.iloc[0])
-    assert bool(reasoning.significant)
+    assert reasoning.p_value == 2 / 2**9 and reasoning.ci_high < 0
+    assert reasoning.p_holm > 0.05 and len(frame) * reasoning.p_value > 0.05
     sycophancy = frame[frame.benchmark == "ToySycophancy"]
     assert set(sycophancy.metric) == {"truthfulness"}
 
@@ -347,9 +350,9 @@ def test_scores_csv_has_every_cell_and_metric_with_its_interval(grid) -> None:
     broken = frame[(frame.benchmark == "ToyCode") & (frame.multiplier == "0.5")].iloc[0]
     assert (broken.value, broken.ci_low, broken.method) == (0.0, 0.0, "wilson")
     assert broken.ci_high == pytest.approx(1.959963984540054**2 / (30 + 1.959963984540054**2))
-    # 0/1 metrics get Wilson; IFEval's instruction-level (ratio) and final accuracies get t
+    # 0/1 metrics get Wilson; IFEval's final accuracy (a mean of four, in [0, 1]) Wilson at its mean
     assert set(frame[frame.metric.isin(["accuracy", "refusal_rate", "prompt_strict_acc"])].method) == {"wilson"}
-    assert set(frame[frame.metric == "final_acc"].method) <= {"t", "wilson (all equal)"}
+    assert set(frame[frame.metric == "final_acc"].method) == {"wilson (fractional)"}
 
 
 def test_report_html_is_self_contained_and_keeps_keys_out(grid) -> None:

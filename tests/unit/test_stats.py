@@ -75,16 +75,20 @@ def test_binary_cells_get_wilson_also_at_0_of_n_and_n_of_n() -> None:
             mean_interval(np.array([1.0] * 24 + [0.0] * 16)).high) == pytest.approx((0.44595893660346186, 0.7365167431570808))
 
 
-def test_other_cells_get_a_t_interval_and_never_a_zero_width_one() -> None:
-    values = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.4])  # scipy.stats.ttest_1samp(values, 0).confidence_interval()
-    interval = mean_interval(values)
-    assert interval.method == "t" and (interval.low, interval.high) == pytest.approx((0.25772117946123074, 0.8756121538721026))
-    # every value the same: Wilson at that mean (in [0, 1]), or no interval at all (outside)
+def test_other_cells_get_a_bounded_interval_and_never_a_zero_width_one() -> None:
+    # values in [0, 1] (means over epochs): Wilson at the mean, with n * mean "successes"
+    epochs = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.4])
+    interval = mean_interval(epochs)
+    assert interval.method == "wilson (fractional)" and (interval.low, interval.high) == pytest.approx(wilson(3.4, 6))
     same = mean_interval(np.full(40, 0.5))
-    assert same.method == "wilson (all equal)" and (same.low, same.high) == pytest.approx(wilson(20, 40))
-    assert same.high - same.low > 0.2
-    outside = mean_interval(np.full(10, 3.0))
-    assert outside.method == "none" and math.isnan(outside.low) and math.isnan(outside.high)
+    assert (same.low, same.high) == pytest.approx(wilson(20, 40)) and same.high - same.low > 0.2
+    # values outside [0, 1]: t (scipy.stats.ttest_1samp(values, 0).confidence_interval() of epochs, shifted by 1)
+    outside = mean_interval(epochs + 1)
+    assert outside.method == "t"
+    assert (outside.low, outside.high) == pytest.approx((1.25772117946123074, 1.8756121538721026))
+    # outside [0, 1] and all equal: no interval at all, rather than a point
+    flat = mean_interval(np.full(10, 3.0))
+    assert flat.method == "none" and math.isnan(flat.low) and math.isnan(flat.high)
     for n in (1, 2, 5, 40):
         for value in (0.0, 1 / 3, 1.0):
             one = mean_interval(np.full(n, value))
@@ -124,6 +128,9 @@ def test_three_discordant_pairs_all_one_way_give_the_exact_mcnemar_p() -> None:
     fractional = paired_change({str(i): 0.8 for i in range(40)}, {str(i): 0.6 if i < 3 else 0.8 for i in range(40)})
     assert fractional.change.p_value == 0.25 and fractional.change.method.startswith("exact sign-flip")
     assert fractional.change.low < 0 < fractional.change.high
+    # more than 32 non-zero differences: random sign patterns; 40 of 40 down by 0.2 is as extreme as it gets
+    many = paired_change({str(i): 0.8 for i in range(40)}, {str(i): 0.6 for i in range(40)})
+    assert many.change.method.startswith("sign-flip (20,000") and many.change.p_value == pytest.approx(1 / 20_001)
 
 
 def test_a_change_every_sample_agrees_on_has_an_honest_interval() -> None:
