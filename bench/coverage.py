@@ -172,7 +172,7 @@ def run(reps: int, seed: int, ns: tuple[int, ...] = NS, ps: tuple[float, ...] = 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=2000, help="data sets per setting (default 2000)")
+    parser.add_argument("--reps", type=int, default=1000, help="data sets per setting (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started = time.perf_counter()

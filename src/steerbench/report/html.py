@@ -232,14 +232,15 @@ summaries, never the transcripts) as one value per sample whose mean is the metr
 instruction-level accuracies, Sycophancy's confidence and apologize rate) use the linearised (delta-method) value,
 which clusters by sample. A cell whose rebuilt value differs from the logged one is flagged.</li>
 <li><b>Intervals.</b> 95% intervals for a cell's mean: Wilson's score interval when every sample's value is 0 or 1
-(it stays honest at 0/n and n/n: 0 of 40 gives [0, 0.088]); Student's t interval for other values, and when those
-are all equal, Wilson's interval at that mean (values in [0, 1]) or none (other values). Every interval, its
-method and n are also in data/scores.csv.</li>
+(it stays honest at 0/n and n/n: 0 of 40 gives [0, 0.088]); for other values in [0, 1] (means over epochs),
+Wilson's interval at the mean with n samples (conservative: such a value varies at most as much as a 0/1 one);
+for values outside [0, 1], Student's t interval (none when they are all equal). Every interval, its method and n
+are also in data/scores.csv.</li>
 <li><b>Paired changes.</b> Every multiplier answers the same samples, so the change from multiplier 0 is the mean of
 the per-sample differences. 0/1 values: McNemar's exact test (a binomial test on the samples that changed; 3 of 3
-one way gives p = 0.25) and Tango's score interval for a difference of paired proportions. Other values: the exact
-sign-flip test when at most 32 samples changed, else Student's t test; Tango's interval with fractional counts
-(conservative) for values in [0, 1], else the t interval. Pairing removes the between-sample variance and is
+one way gives p = 0.25) and Tango's score interval for a difference of paired proportions. Other values: the
+sign-flip (paired permutation) test, exact when at most 32 samples changed, else from 20,000 random sign patterns
+(fixed seed); Tango's interval with fractional counts (conservative) for values in [0, 1], else the t interval. Pairing removes the between-sample variance and is
 much tighter than combining two independent errors (shown as "unpaired &plusmn;").</li>
 <li><b>Multiple comparisons.</b> Holm's step-down correction over every (benchmark, subset, multiplier) change of the
 headline metric in the grid; "significant" means the Holm-adjusted p-value is below {ALPHA:g}, which controls the
