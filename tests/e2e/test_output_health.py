@@ -172,12 +172,14 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         run = CliRunner().invoke(main, ["run", "--all", "--workers", "1", "--log-root", "logs"])
         assert run.exit_code == 0, run.output
         reports = {}
-        for margin in ("0.1", "0.02"):
+        for margin in ("0.2", "0.02"):
             report = CliRunner().invoke(main, ["report", "--log-root", "logs", "--csv", f"data{margin}/aggregate.csv",
                                                "--out", f"outputs{margin}", "--margin", margin])
             assert report.exit_code == 0, report.output
             reports[margin] = report.output
-    return {"root": root, "reports": reports}
+        aggregated = CliRunner().invoke(main, ["aggregate", "--log-root", "logs", "--output", "data/aggregate.csv"])
+        assert aggregated.exit_code == 0, aggregated.output
+    return {"root": root, "reports": reports, "aggregate": aggregated.output}
 
 
 def frame_of(path: Path) -> pd.DataFrame:
@@ -188,7 +190,7 @@ def frame_of(path: Path) -> pd.DataFrame:
 
 
 def test_every_output_health_value_is_exact(study) -> None:
-    frame = frame_of(study["root"] / "data0.1" / "aggregate.csv")
+    frame = frame_of(study["root"] / "data0.2" / "aggregate.csv")
     assert len(frame) == 4 * len(MULTIPLIERS)
     for row in frame.itertuples():
         expected = expected_health(row.benchmark, row.subset, float(row.multiplier))
@@ -222,7 +224,8 @@ def flag_lines(output: str) -> list[str]:
 
 
 def test_the_flags_fire_where_the_rule_says(study) -> None:
-    for output in study["reports"].values():
+    # `aggregate` lists the same output-health flags as `report` (it used to list none)
+    for output in [*study["reports"].values(), study["aggregate"]]:
         flags = flag_lines(output)
         # 12 of 40 samples truncated (at +1) or empty (at -1), none at 0: sign test p = 2^-12, Holm x 32 tests
         assert sorted(flags) == sorted([
@@ -247,7 +250,7 @@ def safe_ranges(study, margin: str) -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def test_safe_ranges_follow_the_rule_in_both_directions(study) -> None:
-    frame = frame_of(study["root"] / "data0.1" / "safe_range.csv")
+    frame = frame_of(study["root"] / "data0.2" / "safe_range.csv")
     directions = {(r.benchmark, r.subset): (r.metric, r.direction) for r in frame.itertuples()}
     assert directions == {
         ("ToyQuiz", ""): ("accuracy", "lower is worse"),
@@ -255,32 +258,34 @@ def test_safe_ranges_follow_the_rule_in_both_directions(study) -> None:
         ("XSTest", "unsafe"): ("refusal_rate", "lower is worse"),
         ("Sycophancy", ""): ("truthfulness", "lower is worse"),
     }
-    # margin 0.1, n = 40. Losing 1 sample of 40: harm 0.025, se 0.025, z = -3, p = 0.00135 (x at most 16
-    # for Holm: safe). Losing 4 (harm 0.1 = the margin) or more: not safe. Refusing fewer safe prompts is
-    # no harm. XSTest[unsafe] at -1 complies with 10 more unsafe prompts: not safe.
-    assert safe_ranges(study, "0.1") == {
+    # margin 0.2, n = 40, exact unconditional test (p at least P(Binomial(40, 0.2) <= losses)), Holm over 16.
+    # Losing 1 sample of 40 (harm 0.025): p ~ 0.0015, safe. 4 more refusals of safe prompts (harm 0.1):
+    # p >= P(Binomial(40, 0.2) <= 4) = 0.076, not safe. Refusing fewer safe prompts is no harm.
+    # XSTest[unsafe] at -1 complies with 10 more unsafe prompts (harm 0.25): not safe.
+    assert safe_ranges(study, "0.2") == {
         ("ToyQuiz", ""): ("-0.5", "0.5"),
         ("XSTest", "safe"): ("-1.0", "0.5"),
         ("XSTest", "unsafe"): ("-0.5", "1.0"),
         ("Sycophancy", ""): ("-1.0", "1.0"),
     }
-    # margin 0.02: losing one sample in 40 (harm 0.025) is already more than the margin: nothing is
-    # safe for the quiz on either side; a benchmark that never changes stays safe everywhere
+    # margin 0.02: 40 samples cannot show a harm below 2 points, even when none changed
+    # (p = 0.98^40 = 0.45): nothing is safe, on either side, for any benchmark
     tight = safe_ranges(study, "0.02")
-    assert tight[("ToyQuiz", "")] == ("0.0", "0.0")  # the label of multiplier 0 in this grid
-    assert tight[("Sycophancy", "")] == ("-1.0", "1.0")
-    assert tight[("XSTest", "unsafe")][1] == "1.0"  # never refuses less above 0: p = 0
+    assert set(tight.values()) == {("0.0", "0.0")}  # the label of multiplier 0 in this grid
 
 
 def test_the_report_summarises_ranges_slopes_and_health(study) -> None:
-    page = (study["root"] / "outputs0.1" / "report.html").read_text(encoding="utf-8")
+    page = (study["root"] / "outputs0.2" / "report.html").read_text(encoding="utf-8")
     summary = page[page.index("<h2>Safe range</h2>"):page.index("<h2>Flags")]
     assert "Safe for every capability benchmark at once: [-0.5, 0.5]" in summary
-    assert "[-1.0, 0.5]" in summary and "&delta; = 0.1" in summary
+    assert "[-1.0, 0.5]" in summary and "&delta; = 0.2" in summary
     assert page.index("<h2>Safe range</h2>") < page.index("<h2>Flags")  # at the top
-    assert (study["root"] / "outputs0.1" / "figures" / "output_health_by_multiplier.png").exists()
-    # the quiz's slope: accuracy 1 at 0, 0.975 at +-0.5, 0.7 at +-1 is symmetric: slope 0
-    assert "+0.000 [" in summary or "-0.000 [" in summary
+    assert (study["root"] / "outputs0.2" / "figures" / "output_health_by_multiplier.png").exists()
+    # the quiz: accuracy 1 at 0, 0.975 at +-0.5, 0.7 at +-1. One line through it would be flat (slope 0);
+    # one slope per side of 0 shows the fall both ways: -0.3 per unit |m| on each side
+    quiz = summary[summary.index("<td class=\"name\">ToyQuiz</td>"):]
+    quiz = quiz[:quiz.index("</tr>")]
+    assert quiz.count("<td>-0.300 [") == 2, quiz
 
 
 def test_old_logs_without_health_still_aggregate_and_report(study, tmp_path: Path) -> None:

@@ -199,12 +199,25 @@ def paired(grid: dict[str, Any]) -> pd.DataFrame:
 # ---------------------------------------------------------------- paired statistics
 
 
-def independent_interval(differences: np.ndarray) -> tuple[float, float, float, float]:
-    """mean, low, high, p of a paired mean difference, by the documented normal approximation."""
-    mean = float(np.mean(differences))
-    se = float(np.std(differences, ddof=1)) / math.sqrt(len(differences))
-    p = math.erfc(abs(mean) / se / math.sqrt(2)) if se else float(mean == 0)
-    return mean, mean - 1.959963984540054 * se, mean + 1.959963984540054 * se, p
+def independent_change(base: np.ndarray, then: np.ndarray) -> tuple[float, float, float, float]:
+    """mean, low, high, p of a paired change of 0/1 values, by the documented methods computed from
+    their definitions: McNemar's exact test (a two-sided binomial test on the discordant pairs) and
+    Tango's score interval, the deltas whose score statistic (its constrained maximum likelihood found
+    by a grid search) lies within +/-1.96."""
+    n = len(base)
+    up, down = int(np.sum((then == 1) & (base == 0))), int(np.sum((then == 0) & (base == 1)))
+    k = up + down
+    p = min(1.0, 2 * sum(math.comb(k, i) for i in range(min(up, down) + 1)) / 2**k) if k else 1.0
+    deltas = np.linspace(-1, 1, 4001)[1:-1]
+    inside = []
+    for delta in deltas:
+        q = np.linspace(max(0.0, -delta), (1 - delta) / 2, 4001)[1:-1]
+        log_l = up * np.log(q + delta) + down * np.log(q) + (n - k) * np.log(np.clip(1 - 2 * q - delta, 1e-300, None))
+        best = q[np.argmax(log_l)]
+        z = (up - down - n * delta) / math.sqrt(n * (2 * best + delta - delta**2))
+        if abs(z) <= 1.959963984540054:
+            inside.append(delta)
+    return float(np.mean(then - base)), min(inside), max(inside), p
 
 
 @pytest.mark.parametrize("benchmark,subset,per_sample", [
@@ -218,17 +231,15 @@ def test_paired_differences_match_an_independent_computation(grid, benchmark, su
     rows = frame[(frame.benchmark == benchmark) & (frame.subset.fillna("") == subset)]
     assert sorted(rows.multiplier_value) == [-1.0, -0.5, 0.5, 1.0]
     for _, row in rows.iterrows():
-        differences = per_sample(row.multiplier_value) - per_sample(0.0)
-        mean, low, high, p = independent_interval(differences)
-        assert row.n_pairs == N and row.method == "normal"
+        base, then = per_sample(0.0), per_sample(row.multiplier_value)
+        mean, low, high, p = independent_change(base, then)
+        assert row.n_pairs == N and row.method == "exact McNemar; Tango score interval"
         assert row.change == pytest.approx(mean, abs=1e-12)
-        assert row.at_zero == pytest.approx(per_sample(0.0).mean(), abs=1e-12)
-        assert row.at_multiplier == pytest.approx(per_sample(row.multiplier_value).mean(), abs=1e-12)
-        if np.all(differences == differences[0]):
-            assert (row.ci_low, row.ci_high) == pytest.approx((mean, mean))
-        else:
-            assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-12)
-        assert row.p_value == pytest.approx(p, rel=1e-9, abs=1e-15)
+        assert row.at_zero == pytest.approx(base.mean(), abs=1e-12)
+        assert row.at_multiplier == pytest.approx(then.mean(), abs=1e-12)
+        assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1.5e-3)  # the grid's step: 5e-4
+        assert row.ci_high - row.ci_low > 0.05  # never a point, also where every sample agrees
+        assert row.p_value == pytest.approx(p, rel=1e-12)
 
 
 def test_paired_intervals_are_tighter_than_independent_stderrs_and_holm_is_applied(grid) -> None:
@@ -247,9 +258,12 @@ def test_paired_intervals_are_tighter_than_independent_stderrs_and_holm_is_appli
         expected[index] = running
     assert frame.p_holm.to_numpy() == pytest.approx(expected)
     assert list(frame.significant) == list(expected < 0.05)
-    # the known effects: the broken cell and the strongest steering effect are significant, no change is not
+    # the known effects: the broken cell (27 of 30 lost) is significant; reasoning at +1 loses 9 of 30 and gains
+    # none: exact McNemar p = 2 / 2^9, its interval excludes 0, but over a family of this size Holm does not
+    # let 0.0039 through
     assert bool(frame[(frame.benchmark == "ToyCode") & (frame.multiplier == "0.5")].significant.iloc[0])
-    assert bool(reasoning.significant)
+    assert reasoning.p_value == 2 / 2**9 and reasoning.ci_high < 0
+    assert reasoning.p_holm > 0.05 and len(frame) * reasoning.p_value > 0.05
     sycophancy = frame[frame.benchmark == "ToySycophancy"]
     assert set(sycophancy.metric) == {"truthfulness"}
 
@@ -312,6 +326,33 @@ def test_every_figure_is_a_valid_png_and_pdf(grid) -> None:
         height, width = imread(png).shape[:2]
         assert width > 400 and height > 200, name
         assert (figures / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_scores_csv_has_every_cell_and_metric_with_its_interval(grid) -> None:
+    frame = pd.read_csv(grid["root"] / "data" / "scores.csv", dtype={"multiplier": str},
+                        keep_default_na=False, na_values=[""])
+    assert list(frame.columns) == ["benchmark", "subset", "multiplier", "metric", "value", "n", "ci_low", "ci_high",
+                                   "method"]
+    frame["subset"] = frame["subset"].fillna("")
+    cells = {(r.benchmark, r.subset, r.multiplier) for r in frame.itertuples()}
+    series = {("ToyReasoning", ""), ("ToyCode", ""), ("ToyIFEval", ""), ("ToyXSTest", "safe"), ("ToyXSTest", "unsafe"),
+              ("ToySycophancy", "")}
+    assert cells == {(b, s, str(m)) for b, s in series for m in MULTIPLIERS} - {(MISSING[0], "", str(MISSING[1]))}
+    metrics = frame.groupby("benchmark").metric.agg(set).to_dict()
+    assert metrics["ToyReasoning"] == {"accuracy"} and metrics["ToyXSTest"] == {"refusal_rate"}
+    assert metrics["ToyIFEval"] == {"prompt_strict_acc", "prompt_loose_acc", "inst_strict_acc", "inst_loose_acc",
+                                    "final_acc"}
+    assert not frame.duplicated(["benchmark", "subset", "multiplier", "metric"]).any()
+    # every interval has width and holds its value
+    assert (frame.ci_high > frame.ci_low).all() and (frame.ci_low <= frame.value).all() and (frame.value <= frame.ci_high).all()
+    assert (frame.n == N).all()
+    # the broken cell, 0 of 30: Wilson's [0, z^2 / (n + z^2)], not [0, 0]
+    broken = frame[(frame.benchmark == "ToyCode") & (frame.multiplier == "0.5")].iloc[0]
+    assert (broken.value, broken.ci_low, broken.method) == (0.0, 0.0, "wilson")
+    assert broken.ci_high == pytest.approx(1.959963984540054**2 / (30 + 1.959963984540054**2))
+    # 0/1 metrics get Wilson; IFEval's final accuracy (a mean of four, in [0, 1]) Wilson at its mean
+    assert set(frame[frame.metric.isin(["accuracy", "refusal_rate", "prompt_strict_acc"])].method) == {"wilson"}
+    assert set(frame[frame.metric == "final_acc"].method) == {"wilson (fractional)"}
 
 
 def test_report_html_is_self_contained_and_keeps_keys_out(grid) -> None:

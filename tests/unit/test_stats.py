@@ -10,35 +10,139 @@ import pytest
 
 from steerbench.results.flags import CellEstimate, find_flags, is_spike
 from steerbench.results.scores import cell_scores
-from steerbench.results.stats import holm, mean_interval, paired_change
+from steerbench.results.exact import mcnemar_exact, sign_flip_p, t_cdf, t_quantile
+from steerbench.results.stats import (
+    Z_95,
+    difference_interval,
+    holm,
+    mean_interval,
+    paired_change,
+    score_interval,
+    tango_z,
+    wilson,
+)
 
-# ---------------------------------------------------------------- intervals
-
-
-def test_large_n_uses_the_normal_approximation() -> None:
-    values = np.array([1.0] * 24 + [0.0] * 16)
-    interval = mean_interval(values)
-    se = math.sqrt(0.6 * 0.4 / 39)  # sd with ddof=1 over sqrt(n): sqrt(p(1-p) n/(n-1)) / sqrt(n)
-    assert interval.method == "normal" and interval.n == 40
-    assert (interval.low, interval.high) == pytest.approx((0.6 - 1.959964 * se, 0.6 + 1.959964 * se), abs=1e-6)
-
-
-def test_small_n_uses_a_reproducible_paired_bootstrap_matching_binomial_quantiles() -> None:
-    # resampled means of ten 0/1 values with mean 0.5 follow Binomial(10, 0.5) / 10, whose
-    # 2.5% and 97.5% quantiles are 0.2 and 0.8
-    values = np.array([0.0] * 5 + [1.0] * 5)
-    first, second = mean_interval(values), mean_interval(values)
-    assert first == second and first.method == "bootstrap"
-    assert (first.low, first.high) == pytest.approx((0.2, 0.8))
-    # two-sided: twice the share of resampled means at or below 0, P(Binomial(10, 0.5) = 0) = 1/1024
-    assert first.p_value == pytest.approx(2 / 1024, abs=0.001) and first.estimate == 0.5
+# ---------------------------------------------------------------- distributions (against scipy 1.17's values)
 
 
-def test_a_change_every_sample_agrees_on_is_exact() -> None:
+def test_t_distribution_matches_scipy() -> None:
+    # scipy.stats.t.ppf(0.975, df) and t.cdf(x, df)
+    assert t_quantile(0.975, 39) == pytest.approx(2.022690920036761, abs=1e-9)
+    assert t_quantile(0.975, 4) == pytest.approx(2.7764451051977934, abs=1e-9)
+    assert t_quantile(0.975, 999) == pytest.approx(1.9623414611334493, abs=1e-9)
+    assert t_quantile(0.025, 1) == pytest.approx(-12.706204736174694, abs=1e-8)
+    assert t_cdf(-2.5, 3) == pytest.approx(0.04385332350403278, rel=1e-9)
+    assert t_cdf(1.3, 40) == pytest.approx(0.8994787425039187, rel=1e-9)
+    assert t_cdf(-4.0, 163) == pytest.approx(4.79381121385997e-05, rel=1e-7)
+
+
+def test_mcnemar_exact_matches_scipy_binomtest() -> None:
+    # scipy.stats.binomtest(b, b + c).pvalue
+    assert mcnemar_exact(3, 0) == 0.25 == mcnemar_exact(0, 3)
+    assert mcnemar_exact(2, 9) == pytest.approx(0.0654296875)
+    assert mcnemar_exact(7, 0) == pytest.approx(0.015625)
+    assert mcnemar_exact(10, 20) == pytest.approx(0.09873714670538905)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(4, 4) == 1.0
+
+
+def test_sign_flip_meets_brute_force_enumeration() -> None:
+    import itertools
+
+    rng = np.random.default_rng(3)
+    for k in (1, 2, 5, 9, 12):
+        d = np.round(rng.normal(0.1, 0.3, size=k), 2)
+        observed = abs(d.sum())
+        sums = [abs(np.dot(signs, np.abs(d))) for signs in itertools.product((-1, 1), repeat=k)]
+        brute = np.mean([s >= observed - 1e-9 for s in sums])
+        assert sign_flip_p(np.concatenate([d, np.zeros(30)])) == pytest.approx(brute), k  # zeros change nothing
+    assert sign_flip_p(np.zeros(10)) == 1.0
+    assert sign_flip_p(np.ones(33)) is None  # too many to enumerate: the caller uses t
+
+
+# ---------------------------------------------------------------- cell intervals
+
+
+def test_binary_cells_get_wilson_also_at_0_of_n_and_n_of_n() -> None:
+    # the SmolLM2 report said 0.000 [0.000, 0.000] for 0/40; Wilson's upper end is z^2 / (n + z^2) = 0.0876
+    # (scipy: binomtest(0, 40).proportion_ci('wilson').high = 0.08762; Clopper-Pearson gives 0.0881)
+    none = mean_interval(np.zeros(40))
+    assert none.method == "wilson" and (none.low, none.estimate) == (0.0, 0.0)
+    assert none.high == pytest.approx(Z_95**2 / (40 + Z_95**2)) == pytest.approx(0.08762160119728662)
+    every = mean_interval(np.ones(40))
+    assert (every.low, every.high) == pytest.approx((1 - none.high, 1.0))
+    # 24/40: scipy's Wilson interval
+    assert (mean_interval(np.array([1.0] * 24 + [0.0] * 16)).low,
+            mean_interval(np.array([1.0] * 24 + [0.0] * 16)).high) == pytest.approx((0.44595893660346186, 0.7365167431570808))
+
+
+def test_other_cells_get_a_bounded_interval_and_never_a_zero_width_one() -> None:
+    # values in [0, 1] (means over epochs): Wilson at the mean, with n * mean "successes"
+    epochs = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.4])
+    interval = mean_interval(epochs)
+    assert interval.method == "wilson (fractional)" and (interval.low, interval.high) == pytest.approx(wilson(3.4, 6))
+    same = mean_interval(np.full(40, 0.5))
+    assert (same.low, same.high) == pytest.approx(wilson(20, 40)) and same.high - same.low > 0.2
+    # values outside [0, 1]: t (scipy.stats.ttest_1samp(values, 0).confidence_interval() of epochs, shifted by 1)
+    outside = mean_interval(epochs + 1)
+    assert outside.method == "t"
+    assert (outside.low, outside.high) == pytest.approx((1.25772117946123074, 1.8756121538721026))
+    # outside [0, 1] and all equal: no interval at all, rather than a point
+    flat = mean_interval(np.full(10, 3.0))
+    assert flat.method == "none" and math.isnan(flat.low) and math.isnan(flat.high)
+    for n in (1, 2, 5, 40):
+        for value in (0.0, 1 / 3, 1.0):
+            one = mean_interval(np.full(n, value))
+            assert one.high - one.low > 0 and one.low <= value <= one.high, (n, value)
+
+
+# ---------------------------------------------------------------- paired changes
+
+
+def brute_tango_z(b: int, c: int, n: int, delta: float) -> float:
+    """Tango's statistic with the constrained maximum likelihood found by a grid search."""
+    q = np.linspace(max(0.0, -delta), (1 - delta) / 2, 400_001)[1:-1]
+    up = q + delta
+    log_l = b * np.log(up) + c * np.log(q) + (n - b - c) * np.log(1 - up - q)
+    best = q[np.argmax(log_l)]
+    return (b - c - n * delta) / math.sqrt(n * (2 * best + delta - delta**2))
+
+
+def test_tango_statistic_and_interval_by_brute_force() -> None:
+    for b, c, n, delta in [(3, 0, 40, 0.02), (5, 2, 40, -0.1), (0, 4, 30, 0.05), (10, 3, 50, 0.3), (0, 0, 40, 0.05)]:
+        assert tango_z(b, c, n, delta) == pytest.approx(brute_tango_z(b, c, n, delta), abs=1e-4)
+    # the interval's ends are where |Z| = 1.96
+    low, high = score_interval(3, 0, 40)
+    assert brute_tango_z(3, 0, 40, low) == pytest.approx(Z_95, abs=1e-3)
+    assert brute_tango_z(3, 0, 40, high) == pytest.approx(-Z_95, abs=1e-3)
+    # no sample changed: +/- Wilson's 0/n bound, never a point
+    assert score_interval(0, 0, 40) == pytest.approx((-0.08762160119728662, 0.08762160119728662))
+
+
+def test_three_discordant_pairs_all_one_way_give_the_exact_mcnemar_p() -> None:
+    # SmolLM2: 3 of 40 samples lost, none gained. The normal approximation said p = 0.075; exact: 2/8 = 0.25
+    change = paired_change({str(i): 1.0 for i in range(40)}, {str(i): 0.0 if i < 3 else 1.0 for i in range(40)})
+    assert change.change.p_value == 0.25 and change.change.method == "exact McNemar; Tango score interval"
+    assert (change.up, change.down, change.change.estimate) == (0, 3, -0.075)
+    assert change.change.low < -0.075 < 0 < change.change.high  # the interval agrees: no evidence of a change
+    # the same change of a non-binary metric (3 samples of 40 fall by 0.2): exact sign-flip, p = 2/8 again
+    fractional = paired_change({str(i): 0.8 for i in range(40)}, {str(i): 0.6 if i < 3 else 0.8 for i in range(40)})
+    assert fractional.change.p_value == 0.25 and fractional.change.method.startswith("exact sign-flip")
+    assert fractional.change.low < 0 < fractional.change.high
+    # more than 32 non-zero differences: random sign patterns; 40 of 40 down by 0.2 is as extreme as it gets
+    many = paired_change({str(i): 0.8 for i in range(40)}, {str(i): 0.6 for i in range(40)})
+    assert many.change.method.startswith("sign-flip (20,000") and many.change.p_value == pytest.approx(1 / 20_001)
+
+
+def test_a_change_every_sample_agrees_on_has_an_honest_interval() -> None:
     same = paired_change({"a": 1.0, "b": 0.0, "c": 1.0}, {"a": 1.0, "b": 0.0, "c": 1.0})
-    assert (same.change.estimate, same.change.low, same.change.high, same.change.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert (same.change.estimate, same.change.p_value) == (0.0, 1.0)
+    assert same.change.low < 0 < same.change.high  # three unchanged samples say little
     shifted = paired_change({str(i): 0.0 for i in range(40)}, {str(i): 1.0 for i in range(40)})
-    assert shifted.change.p_value == 0.0 and shifted.change.low == 1.0
+    assert shifted.change.p_value == pytest.approx(2.0**-39) and shifted.change.high == 1.0
+    # all 40 up: Z(delta) = sqrt(n (1 - delta) / (1 + delta)) (q~ = (1 - delta) / 2) is 1.96 at (n - z^2) / (n + z^2)
+    assert shifted.change.low == pytest.approx((40 - Z_95**2) / (40 + Z_95**2), abs=1e-9)
+    # non-binary values outside [0, 1] that all moved the same: no interval (nothing says how far)
+    assert math.isnan(difference_interval(np.full(5, 2.0))[0])
 
 
 def test_paired_change_uses_only_the_samples_both_cells_scored() -> None:

@@ -1,4 +1,7 @@
-"""`steerbench aggregate`: flatten the logs into one CSV row per cell, and list the flags."""
+"""`steerbench aggregate`: flatten the logs into one CSV row per cell, and list the flags.
+
+The flags are the report's, but those that need sample scores (unreadable, score mismatch).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ def aggregate(log_root: str, output: str, deployments: str, benchmarks: str) -> 
     from ..results.aggregate import aggregate as run_aggregate
     from ..results.aggregate import write_csv
     from ..results.flags import find_flags
+    from ..results.steering_range import row_health_flags
 
     require_filesystem(log_root)
     planned = planned_cells(deployments, benchmarks)
@@ -28,7 +32,8 @@ def aggregate(log_root: str, output: str, deployments: str, benchmarks: str) -> 
     write_csv(result, output)
     cells = sum(1 for r in result.rows if r.get("status") != "missing")
     say(f"wrote {output}: {cells} cell(s) from {log_root}")
-    print_flags(find_flags(result.rows), result.rows)
+    # the output-health flags need each cell's health sidecar, read here as the report reads it
+    print_flags(find_flags(result.rows) + row_health_flags(result.rows), result.rows)
 
 
 command = aggregate

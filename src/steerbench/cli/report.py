@@ -15,7 +15,7 @@ from .output import error, print_flags, print_skipped, say
 @click.command()
 @click.option("--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix).")
 @click.option("--csv", "csv_path", default="data/aggregated_inspect_logs.csv", show_default=True,
-              help="Aggregate CSV, rewritten from the logs; paired_differences.csv goes next to it.")
+              help="Aggregate CSV, rewritten from the logs; scores.csv and paired_differences.csv go next to it.")
 @click.option("--out", default="outputs", show_default=True, help="Folder for figures/ and report.html.")
 @click.option("--margin", default=0.02, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Safe range: the largest harm from multiplier 0 that counts as none, on the 0-1 scale "
@@ -41,7 +41,7 @@ def report(log_root: str, csv_path: str, out: str, margin: float, deployments: s
         error(f"error: no steerbench logs under {log_root}{planned}: nothing to report")
         sys.exit(EXIT_FAILED)
     files = write_analysis(analysis, csv_path, out)
-    say(f"wrote {files.csv}, {files.paired_csv}, {files.safe_range_csv}")
+    say(f"wrote {files.csv}, {files.scores_csv}, {files.paired_csv}, {files.safe_range_csv}")
     say(f"wrote {len(files.figures)} figures (PNG and PDF) to {os.path.join(out, 'figures')}")
     for name, reason in (files.left_out or {}).items():
         say(f"left out the figure {name}: {reason}")

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.cells import cell_label
-from ..results.analysis import BASELINE, Analysis, metric_label
+from ..results.analysis import BASELINE, SCORES_CSV, Analysis, metric_label
 from ..results.flags import KINDS, SUSPICIOUS_FACTOR, Flag
 from ..results.safe_range import DEFAULT_MARGIN, HIGHER_IS_WORSE
-from ..results.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, NORMAL_MIN_N
+from ..results.stats import ALPHA
 
 PAIRED_CSV = "paired_differences.csv"
 TITLE = "steerbench report"
@@ -32,6 +32,7 @@ class ReportFiles:
     paired_csv: Path
     figures: dict[str, list[Path]]  # name -> [png, pdf]
     safe_range_csv: Path | None = None
+    scores_csv: Path | None = None
     left_out: dict[str, str] | None = None  # figure name -> why it has no data
 
 
@@ -47,7 +48,7 @@ def write_report(log_root: str, csv: str | Path = "data/aggregated_inspect_logs.
 
 def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: str = TITLE,
                    simulated: bool = False) -> ReportFiles:
-    """Write the aggregate CSV, paired_differences.csv and safe_range.csv next to it,
+    """Write the aggregate CSV, scores.csv, paired_differences.csv and safe_range.csv next to it,
     out/figures/*.png|pdf (a figure without data is left out, with the reason) and out/report.html."""
     from . import figures as figure_functions
     from ..results.aggregate import write_csv
@@ -58,6 +59,8 @@ def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: 
     write_csv(analysis.aggregate, str(csv))
     paired_csv = csv.parent / PAIRED_CSV
     analysis.paired_frame().to_csv(paired_csv, index=False)
+    scores_csv = csv.parent / SCORES_CSV
+    analysis.scores_frame().to_csv(scores_csv, index=False)
     safe_csv = csv.parent / SAFE_RANGE_CSV
     if analysis.steering is not None:
         write_safe_range_csv(analysis.steering, str(safe_csv))
@@ -72,7 +75,7 @@ def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: 
     page = out / "report.html"
     page.write_text(render_html(analysis, written, out, paired_csv, title, simulated, left_out, safe_csv),
                     encoding="utf-8")
-    return ReportFiles(page, csv, paired_csv, written, safe_csv, left_out)
+    return ReportFiles(page, csv, paired_csv, written, safe_csv, scores_csv, left_out)
 
 
 # ---------------------------------------------------------------- HTML
@@ -185,7 +188,7 @@ def _scores_table(analysis: Analysis) -> str:
                     + "".join(cells) + "</tr>")
     return (
         "<h2>Scores</h2><p>Headline metric per benchmark on a 0-1 scale, with its 95% interval from the samples. "
-        "Highlighted: flagged cells (hover for the flag).</p>"
+        f"Highlighted: flagged cells (hover for the flag). Every metric's value, interval and method: {SCORES_CSV}.</p>"
         f'<table><tr><th class="name">benchmark</th><th class="name">metric</th>{head}</tr>{"".join(body)}</table>'
     )
 
@@ -228,12 +231,17 @@ def _methods_section() -> str:
 summaries, never the transcripts) as one value per sample whose mean is the metric. Ratio metrics (IFEval's
 instruction-level accuracies, Sycophancy's confidence and apologize rate) use the linearised (delta-method) value,
 which clusters by sample. A cell whose rebuilt value differs from the logged one is flagged.</li>
-<li><b>Intervals.</b> 95% intervals for a mean: with n &ge; {NORMAL_MIN_N} samples the normal approximation
-(mean &plusmn; 1.96 &middot; sd / &radic;n); with fewer, a percentile bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples, seed
-{BOOTSTRAP_SEED}).</li>
+<li><b>Intervals.</b> 95% intervals for a cell's mean: Wilson's score interval when every sample's value is 0 or 1
+(it stays honest at 0/n and n/n: 0 of 40 gives [0, 0.088]); for other values in [0, 1] (means over epochs),
+Wilson's interval at the mean with n samples (conservative: such a value varies at most as much as a 0/1 one);
+for values outside [0, 1], Student's t interval (none when they are all equal). Every interval, its method and n
+are also in data/scores.csv.</li>
 <li><b>Paired changes.</b> Every multiplier answers the same samples, so the change from multiplier 0 is the mean of
-the per-sample differences, with the same interval method applied to the differences. This removes the
-between-sample variance and is much tighter than combining two independent stderrs (shown as "unpaired &plusmn;").</li>
+the per-sample differences. 0/1 values: McNemar's exact test (a binomial test on the samples that changed; 3 of 3
+one way gives p = 0.25) and Tango's score interval for a difference of paired proportions. Other values: the
+sign-flip (paired permutation) test, exact when at most 32 samples changed, else from 20,000 random sign patterns
+(fixed seed); Tango's interval with fractional counts (conservative) for values in [0, 1], else the t interval. Pairing removes the between-sample variance and is
+much tighter than combining two independent errors (shown as "unpaired &plusmn;").</li>
 <li><b>Multiple comparisons.</b> Holm's step-down correction over every (benchmark, subset, multiplier) change of the
 headline metric in the grid; "significant" means the Holm-adjusted p-value is below {ALPHA:g}, which controls the
 family-wise error rate at {ALPHA:g}.</li>
@@ -249,10 +257,13 @@ exact one-sided sign test on the paired per-sample values (McNemar's exact test)
 <li><b>Safe range.</b> For each benchmark and side of 0, the largest |m| such that m and every multiplier between it
 and 0 pass a one-sided paired non-inferiority test against multiplier 0: with harm<sub>i</sub> the per-sample
 change in the harmful direction (lower accuracy; more refusals of safe prompts, fewer of unsafe ones; lower
-truthfulness), H0: mean harm &ge; &delta; against H1: mean harm &lt; &delta;, z = (mean &minus; &delta;) / (sd / &radic;n), p =
-&Phi;(z) (normal approximation on the paired differences), Holm over every test of the report, &alpha; = {ALPHA:g}.
-Steerability slope: least-squares slope of the per-sample headline values on the multiplier, with a 95% interval
-from the standard error clustered by sample.</li>
+truthfulness), H0: mean harm &ge; &delta; against H1: mean harm &lt; &delta;, by Tango's score statistic for paired
+proportions: for 0/1 values the exact unconditional p-value (maximised over the nuisance parameter) up to 300
+samples, the asymptotic one above; fractional counts for other values in [0, 1]. With no sample changed the test
+still needs enough samples (40 unchanged samples do not show non-inferiority at &delta; = 0.02). Holm over every
+test of the report, &alpha; = {ALPHA:g}. Steerability slopes: one per side of 0, the least-squares change of the
+headline per unit |m| away from 0 (mean of the per-sample slopes), with the paired-difference interval applied to
+the per-sample slopes; a model that collapses on both sides shows two negative slopes, not one slope of 0.</li>
 </ul>"""
 
 
@@ -264,14 +275,13 @@ def _safe_range_section(analysis: Analysis, out: Path, safe_csv: Path | None) ->
     labels = analysis.multipliers
     rows = []
     for r in found.ranges:
-        slope = found.slopes.get((r.benchmark, r.subset))
-        slope_text = "" if slope is None or not math.isfinite(slope.estimate) else \
-            f"{slope.estimate:+.3f} [{slope.low:+.3f}, {slope.high:+.3f}]"
+        slopes = found.slopes.get((r.benchmark, r.subset))
+        sides = (slopes.negative, slopes.positive) if slopes is not None else (None, None)
         worse = "higher" if r.direction == HIGHER_IS_WORSE else "lower"
         rows.append(
             f'<tr><td class="name">{_e(r.label)}</td><td class="name">{_e(metric_label(r.metric))}</td>'
             f"<td>{_e(worse)}</td><td><b>[{_e(r.lowest_safe)}, {_e(r.highest_safe)}]</b></td>"
-            f"<td>{r.n_samples}</td><td>{_e(slope_text)}</td></tr>"
+            f"<td>{r.n_samples}</td>" + "".join(f"<td>{_e(_slope_text(side))}</td>" for side in sides) + "</tr>"
         )
     tests = len(found.tests)
     if found.capability is None:
@@ -290,11 +300,19 @@ def _safe_range_section(analysis: Analysis, out: Path, safe_csv: Path | None) ->
         f"<p>How far one can steer: the multipliers whose headline metric is no worse than at multiplier 0 by more "
         f"than &delta; = {found.margin:g} (0-1 scale), by a one-sided paired non-inferiority test at &alpha; = {ALPHA:g} with "
         f"Holm's correction over all {tests} tests; a range stops at the first multiplier that fails. "
-        f"Slope: change of the headline per unit multiplier, 95% interval.{link}</p>"
+        f"Slopes: change of the headline per unit |m| away from 0, on each side of 0 (negative: it falls as "
+        f"one steers further), 95% interval.{link}</p>"
         + common +
         '<table><tr><th class="name">benchmark</th><th class="name">metric</th><th>worse when</th>'
-        f"<th>safe range</th><th>n at 0</th><th>steerability slope</th></tr>{''.join(rows)}</table>" + missing
+        f"<th>safe range</th><th>n at 0</th><th>slope, m &lt; 0</th><th>slope, m &gt; 0</th></tr>{''.join(rows)}</table>"
+        + missing
     )
+
+
+def _slope_text(slope: Any) -> str:
+    if slope is None or not math.isfinite(slope.estimate):
+        return ""
+    return f"{slope.estimate:+.3f} [{slope.low:+.3f}, {slope.high:+.3f}]"
 
 
 def _provenance_section(analysis: Analysis) -> str:

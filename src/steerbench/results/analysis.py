@@ -40,6 +40,8 @@ from .stats import (
 )
 
 BASELINE = 0.0
+SCORES_CSV = "scores.csv"
+SCORES_COLUMNS = ["benchmark", "subset", "multiplier", "metric", "value", "n", "ci_low", "ci_high", "method"]
 REPORT_PACKAGES = ("steerbench", "inspect_ai", "inspect_evals", "numpy", "pandas", "matplotlib")
 
 
@@ -147,7 +149,8 @@ class Analysis:
         return pd.DataFrame([asdict(p) for p in self.paired], columns=list(PairedRow.__dataclass_fields__))
 
     def scores_frame(self) -> Any:
-        """One row per (benchmark, subset, metric, multiplier): value on the 0-1 scale and its 95% interval."""
+        """One row per (benchmark, subset, multiplier, metric): the value on the 0-1 scale, its sample
+        count and 95% interval, and the interval's method (data/scores.csv)."""
         import pandas as pd
 
         rows = []
@@ -159,11 +162,11 @@ class Analysis:
                     if interval is None:
                         continue
                     rows.append({
-                        "benchmark": series.benchmark, "subset": series.subset, "metric": metric,
-                        "multiplier": self.multipliers[value], "value": interval.estimate,
-                        "ci_low": interval.low, "ci_high": interval.high, "n": interval.n, "method": interval.method,
+                        "benchmark": series.benchmark, "subset": series.subset, "multiplier": self.multipliers[value],
+                        "metric": metric, "value": interval.estimate, "n": interval.n,
+                        "ci_low": interval.low, "ci_high": interval.high, "method": interval.method,
                     })
-        return pd.DataFrame(rows, columns=["benchmark", "subset", "metric", "multiplier", "value", "ci_low", "ci_high", "n", "method"])
+        return pd.DataFrame(rows, columns=SCORES_COLUMNS)
 
 
 # ---------------------------------------------------------------- building it
@@ -231,8 +234,8 @@ def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | 
 
 
 def clip(interval: Interval) -> Interval:
-    """A cell's metric lies in [0, 1], so its interval is cut there (the normal approximation can
-    reach below 0 near 0). The standard error is kept as it is."""
+    """A cell's metric lies in [0, 1], so its interval is cut there (the t interval can reach below 0
+    near 0; Wilson's never does). The standard error is kept as it is."""
     return replace(interval, low=max(interval.low, 0.0), high=min(interval.high, 1.0))
 
 

@@ -9,14 +9,24 @@ line per metric; a new benchmark needs one line if the defaults do not fit). The
 column matches the benchmark's name or its task's name (`inspect_evals/xstest` -> `xstest`),
 case-insensitively; "*" matches anything; the most specific matching line wins.
 
-Non-inferiority test (one-sided, paired, normal approximation). For a cell at multiplier m,
-harm_i = x_i(0) - x_i(m) when lower is worse, x_i(m) - x_i(0) when higher is worse, over the
-n samples both cells scored. H0: mean harm >= margin (m costs at least the margin);
-H1: mean harm < margin. z = (mean(harm) - margin) / (sd(harm, ddof=1) / sqrt(n)) and
-p = Phi(z), the standard normal distribution function (a normal approximation on the paired
-differences, fair for n of about 30 and more; no t or bootstrap correction). When every
-harm_i is the same (sd = 0), p = 0 if it is below the margin, else 1; with fewer than 2 pairs
-the test is not made (p = NaN, not safe).
+Non-inferiority test (one-sided, paired). For a cell at multiplier m, harm_i = x_i(0) - x_i(m)
+when lower is worse, x_i(m) - x_i(0) when higher is worse, over the n samples both cells scored.
+H0: mean harm >= margin (m costs at least the margin); H1: mean harm < margin. The statistic is
+Tango's score statistic for a difference of paired proportions (results/stats.py `tango_z`),
+Z = (b - c - n margin) / sqrt(n (2 q~ + margin (1 - margin))), with b samples harmed, c helped
+and q~ the maximum-likelihood P(helped) under harm = margin. It stays valid at the edges: with
+no sample changed, Z = -sqrt(n margin / (1 - margin)), so 40 unchanged samples do NOT show
+non-inferiority at margin 0.02 (p = 0.45; the old normal z on the differences said p = 0).
+
+- binary values (harm in {-1, 0, 1}), n <= EXACT_NI_MAX_N: the exact unconditional p-value,
+  the largest over the nuisance P(helped) = q in [0, (1 - margin) / 2] (on a grid of
+  NUISANCE_GRID values) of P(Z <= Z observed) when P(harmed) = q + margin. Its size is at most
+  alpha by construction (bench/coverage.py checks it by enumeration).
+- binary values, larger n: p = Phi(Z), Tango's asymptotic test (size <= 0.0505 at n = 1000).
+- other values in [0, 1]: Phi(Z) with fractional counts b = sum(max(harm_i, 0)),
+  c = sum(max(-harm_i, 0)); its variance bounds the true one from above (conservative).
+- values outside [0, 1]: one-sided Student's t test on the harms; no test (p = NaN, not safe)
+  when they are all the same.
 
 Family. Holm's step-down correction over every test of the family (every benchmark, subset
 and multiplier != 0 of the report); a cell is non-inferior when its Holm-adjusted p < ALPHA.
@@ -26,12 +36,14 @@ and every multiplier of the grid between 0 and m is non-inferior; multiplier 0 w
 the one nearest 0 is (or it has no log). The range safe for several benchmarks at once is
 the intersection of their ranges.
 
-Steerability slope (as in Tan et al. 2024: the change of the metric per unit multiplier).
-Least-squares slope of x_i(m) on m over every (sample, multiplier) value, with a
-cluster-robust (by sample) standard error, sandwich (X'X)^-1 [sum_i X_i' e_i e_i' X_i]
-(X'X)^-1 times G / (G - 1) for G samples. For a full grid (every sample scored at every
-multiplier) this is exactly sd(b_i, ddof=1) / sqrt(G) of the per-sample slopes b_i. 95%
-interval: slope +/- 1.96 se (normal approximation).
+Steerability slopes, one per side of 0 (Tan et al. 2024 take one slope over every multiplier;
+a model that collapses on both sides, a V, gives that slope ~0 and hides the damage). On each
+side: the least-squares change of the metric per unit |m| away from 0, over multiplier 0 and the
+side's multipliers, as the mean of the per-sample slopes (samples scored at all of them); its 95%
+interval is the paired-difference interval of results/stats.py applied to the per-sample slopes
+scaled into [-1, 1] (Tango's score interval for 0/1 values; with one multiplier on the side it is
+exactly the paired change's interval divided by |m|), so it is never of zero width. Negative: the
+metric falls as one steers further that way.
 
 Output-health flag. A cell's truncated (or empty) share is "significantly above multiplier
 0's" by an exact one-sided sign test on the paired per-sample values d_i = x_i(m) - x_i(0)
@@ -45,19 +57,32 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-try:  # stats.py moves to results/ with the package's layering
-    from .stats import ALPHA, Z_95, holm
-except ImportError:  # pragma: no cover - the flat layout
-    from ..stats import ALPHA, Z_95, holm  # type: ignore[no-redef]
+from .exact import log_factorials, normal_cdf, t_cdf
+from .stats import (
+    ALPHA,
+    NO_INTERVAL,
+    SCORE_BOUNDED,
+    T_TEST,
+    UNIT_TOLERANCE,
+    difference_interval,
+    holm,
+    in_unit_range,
+    tango_z,
+)
 
 LOWER_IS_WORSE = "lower is worse"
 HIGHER_IS_WORSE = "higher is worse"
 DEFAULT_MARGIN = 0.02
 BASELINE = 0.0
+EXACT_NI_MAX_N = 300  # above: Tango's asymptotic test (its size is within 0.0505 at n = 1000, bench/coverage.py)
+NUISANCE_GRID = 201  # values of P(harm = -1) the exact p-value maximises over
+EXACT_SCORE = "exact unconditional (Tango score order)"
+TANGO_SCORE = "Tango score test"
 SAFE_RANGE_COLUMNS = ["benchmark", "subset", "metric", "direction", "margin", "lowest_safe", "highest_safe", "n_samples"]
 
 
@@ -110,18 +135,15 @@ def harm_direction(benchmark: str, subset: str, metric: str, eval_name: str = ""
 # ---------------------------------------------------------------- non-inferiority
 
 
-def normal_cdf(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2))
-
-
 @dataclass(frozen=True)
 class NonInferiority:
     """One cell against multiplier 0: mean harm over the paired samples and the one-sided p."""
 
     n_pairs: int
     harm: float  # mean of harm_i (positive: worse than at 0)
-    se: float
+    se: float  # sd(harm) / sqrt(n) (the t test), else a normal-equivalent error of the score statistic
     p_value: float  # for H0: mean harm >= margin
+    method: str = ""
 
 
 def paired_harm(baseline: Mapping[str, float], other: Mapping[str, float], direction: str) -> np.ndarray:
@@ -133,17 +155,71 @@ def paired_harm(baseline: Mapping[str, float], other: Mapping[str, float], direc
 
 def non_inferiority(baseline: Mapping[str, float], other: Mapping[str, float], direction: str,
                     margin: float = DEFAULT_MARGIN) -> NonInferiority:
-    harm = paired_harm(baseline, other, direction)
+    common = [s for s in baseline if s in other]
+    bounded = in_unit_range(np.array([baseline[s] for s in common] + [other[s] for s in common], dtype=float))
+    return harm_test(paired_harm(baseline, other, direction), margin, bounded)
+
+
+def harm_test(harm: np.ndarray, margin: float = DEFAULT_MARGIN, bounded: bool | None = None) -> NonInferiority:
+    """One-sided test of H0: mean(harm) >= margin against H1: mean(harm) < margin (see the module).
+    bounded: the values compared lie in [0, 1], so every harm in [-1, 1] (None: when every |harm| <= 1)."""
+    harm = np.asarray(harm, dtype=float)
     n = int(harm.size)
-    if n < 2:
-        return NonInferiority(n, float(harm.mean()) if n else math.nan, math.nan, math.nan)
+    if n == 0:
+        return NonInferiority(0, math.nan, math.nan, math.nan, NO_INTERVAL)
     mean = float(harm.mean())
-    se = float(harm.std(ddof=1) / math.sqrt(n))
-    if se == 0:
-        p = 0.0 if mean < margin else 1.0
-    else:
-        p = normal_cdf((mean - margin) / se)
-    return NonInferiority(n, mean, se, p)
+    if bounded is None:
+        bounded = bool(np.all(np.abs(harm) <= 1 + UNIT_TOLERANCE))
+    if bounded:
+        b, c = float(np.clip(harm, 0, None).sum()), float(np.clip(-harm, 0, None).sum())
+        z = float(tango_z(b, c, n, margin))
+        se = (mean - margin) / z if z else math.nan
+        if np.all(np.isin(harm, (-1.0, 0.0, 1.0))):
+            if n <= EXACT_NI_MAX_N:
+                return NonInferiority(n, mean, se, exact_ni_p(int(b), int(c), n, margin), EXACT_SCORE)
+            return NonInferiority(n, mean, se, normal_cdf(z), TANGO_SCORE)
+        return NonInferiority(n, mean, se, normal_cdf(z), SCORE_BOUNDED)
+    sd = float(harm.std(ddof=1)) if n > 1 else 0.0
+    if sd == 0:  # unbounded values without spread: nothing says how far the mean could be
+        return NonInferiority(n, mean, math.nan, math.nan, NO_INTERVAL)
+    se = sd / math.sqrt(n)
+    return NonInferiority(n, mean, se, t_cdf((mean - margin) / se, n - 1), T_TEST)
+
+
+@lru_cache(maxsize=64)
+def exact_ni_table(n: int, margin: float) -> np.ndarray:
+    """The exact unconditional p-value of the non-inferiority test for every outcome: table[b, c] =
+    max over the nuisance q of P(Z <= Z(b, c)) when P(harm = +1) = q + margin, P(harm = -1) = q,
+    Z Tango's score statistic (NaN where b + c > n). The maximum is over NUISANCE_GRID values of q
+    in [0, (1 - margin) / 2]; outcomes are ordered by Z once, so one cumulative sum per q gives
+    every outcome's tail."""
+    b, c = (a.ravel() for a in np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij"))
+    keep = b + c <= n
+    b, c = b[keep], c[keep]
+    z = np.asarray(tango_z(b, c, n, margin))
+    order = np.argsort(z, kind="stable")
+    # the outcomes at least as extreme as each one: up to the last with the same Z (ties count)
+    last = np.searchsorted(z[order], z + 1e-9, side="right") - 1
+    log_f = log_factorials(n)
+    rest = n - b - c
+    base = log_f[n] - log_f[b] - log_f[c] - log_f[rest]
+    best = np.zeros(b.size)
+    top = (1 - margin) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for q in np.linspace(0.0, top, NUISANCE_GRID):
+            p_up, p_down, p_same = q + margin, q, max(1 - margin - 2 * q, 0.0)
+            log_p = (base + b * math.log(p_up) + np.where(c > 0, c * np.log(p_down), 0.0)
+                     + np.where(rest > 0, rest * np.log(p_same), 0.0))
+            tail = np.cumsum(np.exp(log_p)[order])
+            best = np.maximum(best, tail[last])
+    table = np.full((n + 1, n + 1), math.nan)
+    table[b, c] = np.minimum(best, 1.0)
+    return table
+
+
+def exact_ni_p(b: int, c: int, n: int, margin: float) -> float:
+    """Exact unconditional non-inferiority p-value for b harmed and c helped samples of n."""
+    return float(exact_ni_table(n, float(margin))[b, c])
 
 
 @dataclass(frozen=True)
@@ -265,49 +341,62 @@ def common_range(ranges: Sequence[SafeRange]) -> tuple[float, float] | None:
     return max(r.lowest_value for r in ranges), min(r.highest_value for r in ranges)
 
 
-# ---------------------------------------------------------------- steerability slope
+# ---------------------------------------------------------------- steerability slopes, one per side
 
 
 @dataclass(frozen=True)
 class Slope:
-    estimate: float  # change of the metric per unit multiplier
+    """One side of 0: the least-squares change of the metric per unit |m| away from 0 (negative:
+    the metric falls as one steers further that way), with its 95% interval."""
+
+    estimate: float
     low: float
     high: float
-    se: float  # cluster-robust by sample
-    n_samples: int
-    n_values: int
+    n_samples: int  # samples scored at 0 and at every multiplier of the side
+    multipliers: int  # multipliers of the side, 0 not counted
+    method: str = ""
 
 
-NO_SLOPE = Slope(math.nan, math.nan, math.nan, math.nan, 0, 0)
+NO_SLOPE = Slope(math.nan, math.nan, math.nan, 0, 0, NO_INTERVAL)
 
 
-def steerability_slope(cells: Mapping[float, Mapping[str, float]]) -> Slope:
-    """Least-squares slope of the per-sample values on the multiplier, with a 95% interval from
-    the cluster-robust (by sample, G/(G-1)-scaled) sandwich standard error."""
-    ids: dict[str, int] = {}
-    xs: list[float] = []
-    ys: list[float] = []
-    groups: list[int] = []
-    for value, scores in cells.items():
-        for sample, y in scores.items():
-            groups.append(ids.setdefault(str(sample), len(ids)))
-            xs.append(float(value))
-            ys.append(float(y))
-    g = len(ids)
-    m = np.array(xs)
-    if g < 2 or np.unique(m).size < 2:
-        return replace(NO_SLOPE, n_samples=g, n_values=len(ys))
-    X = np.column_stack([np.ones_like(m), m])
-    y = np.array(ys)
-    bread = np.linalg.inv(X.T @ X)
-    coef = bread @ (X.T @ y)
-    scores = X * (y - X @ coef)[:, None]
-    per_sample = np.zeros((g, 2))
-    np.add.at(per_sample, np.array(groups), scores)
-    meat = per_sample.T @ per_sample
-    cov = bread @ meat @ bread * (g / (g - 1))
-    slope, se = float(coef[1]), float(math.sqrt(max(cov[1, 1], 0.0)))
-    return Slope(slope, slope - Z_95 * se, slope + Z_95 * se, se, g, len(ys))
+@dataclass(frozen=True)
+class SideSlopes:
+    negative: Slope  # m <= 0
+    positive: Slope  # m >= 0
+
+
+def side_slopes(cells: Mapping[float, Mapping[str, float]]) -> SideSlopes:
+    return SideSlopes(side_slope(cells, -1.0), side_slope(cells, 1.0))
+
+
+def side_slope(cells: Mapping[float, Mapping[str, float]], sign: float) -> Slope:
+    """Slope of the per-sample values on |m| over multiplier 0 and the multipliers on one side of it.
+
+    Per sample i, b_i = sum_m w_m x_i(m) with w_m = (|m| - mean|m|) / sum (|m| - mean|m|)^2, its own
+    least-squares slope; the side's slope is their mean over the samples scored at every multiplier
+    of the side (for such a full grid the pooled least-squares slope). Its interval: for values in
+    [0, 1], b_i / B lies in [-1, 1] with B = sum |w_m| / 2, and gets the paired-difference interval
+    of results/stats.py (Tango's score interval; with one multiplier on the side, b_i / B is exactly
+    x_i(m) - x_i(0)), scaled back by B; otherwise the t interval."""
+    values = sorted((v for v in cells if v * sign > 0), key=abs)
+    if BASELINE not in cells or not values:
+        return NO_SLOPE
+    grid = [BASELINE, *values]
+    samples = [s for s in cells[BASELINE] if all(s in cells[v] for v in values)]
+    if not samples:
+        return replace(NO_SLOPE, multipliers=len(values))
+    x = np.abs(np.array(grid, dtype=float))
+    weights = (x - x.mean()) / float(((x - x.mean()) ** 2).sum())
+    scores = np.array([[cells[v][s] for v in grid] for s in samples], dtype=float)
+    per_sample = scores @ weights
+    bound = float(np.abs(weights).sum() / 2)
+    if in_unit_range(scores):
+        low, high, _, method = difference_interval(per_sample / bound, bounded=True)
+        low, high = low * bound, high * bound
+    else:
+        low, high, _, method = difference_interval(per_sample, bounded=False)
+    return Slope(float(per_sample.mean()), low, high, len(samples), len(values), method)
 
 
 # ---------------------------------------------------------------- output-health flags

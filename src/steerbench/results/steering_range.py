@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.cells import cell_label
-from .flags import Flag
+from ..core.cells import cell_label, multiplier_sort_key
+from .flags import Flag, series_rows
 from .health import by_sample, parse_sidecar, sidecar_path
 from .safe_range import (
     DEFAULT_MARGIN,
@@ -21,18 +21,19 @@ from .safe_range import (
     HealthFlag,
     SafeRange,
     SeriesScores,
-    Slope,
+    SideSlopes,
     common_range,
     health_flags,
     noninferiority_tests,
     safe_ranges,
-    steerability_slope,
+    side_slopes,
 )
 from .stats import ALPHA
 
 SAFE_RANGE_CSV = "safe_range.csv"
 FLAGGED_MEASURES = ("truncated", "empty")  # shares tested against multiplier 0
 HEALTH_KINDS = {"truncated": "output truncated", "empty": "output empty"}
+HealthSeries = dict[str, dict[float, dict[str, float]]]  # measure -> multiplier value -> sample id -> value
 
 
 def read_cell_health(log_file: str) -> dict[str, dict[str, float]]:
@@ -55,7 +56,7 @@ class SteeringRange:
     margin: float
     tests: list[CellTest] = field(default_factory=list)
     ranges: list[SafeRange] = field(default_factory=list)
-    slopes: dict[tuple[str, str], Slope] = field(default_factory=dict)
+    slopes: dict[tuple[str, str], SideSlopes] = field(default_factory=dict)  # one slope per side of 0
     health: list[HealthFlag] = field(default_factory=list)
     capability: tuple[float, float] | None = None  # the range safe for every capability benchmark
     capability_benchmarks: list[str] = field(default_factory=list)
@@ -69,14 +70,14 @@ def steering_range(series: Sequence[Any], cells: dict[tuple[str, str, float], An
                    margin: float = DEFAULT_MARGIN, alpha: float = ALPHA) -> SteeringRange:
     """series: analysis.Series; cells: (benchmark, subset, multiplier value) -> analysis.CellResult."""
     scored: list[SeriesScores] = []
-    health: dict[tuple[str, str], dict[str, dict[float, dict[str, float]]]] = {}
+    health: dict[tuple[str, str], HealthSeries] = {}
     for one in series:
         name = one.headline.name
         own = {value: cell for (b, s, value), cell in cells.items() if (b, s) == one.key}
         values = {value: cell.scores[name].values for value, cell in own.items() if name in cell.scores}
         eval_name = next((str(c.row.get("eval_name") or "") for c in own.values()), "")
         scored.append(SeriesScores(one.benchmark, one.subset, name, values, multipliers, eval_name))
-        health[one.key] = {m: {v: c.health[m] for v, c in own.items() if c.health.get(m)} for m in FLAGGED_MEASURES}
+        health[one.key] = health_series({v: c.health for v, c in own.items()})
     tests = noninferiority_tests(scored, margin, alpha)
     ranges = safe_ranges(scored, margin, alpha, tests)
     capability_keys = {s.key for s in series if not s.is_safety}
@@ -85,12 +86,32 @@ def steering_range(series: Sequence[Any], cells: dict[tuple[str, str, float], An
         margin=margin,
         tests=tests,
         ranges=ranges,
-        slopes={s.key: steerability_slope(s.cells) for s in scored},
+        slopes={s.key: side_slopes(s.cells) for s in scored},
         health=health_flags(health, multipliers, alpha),
         capability=common_range(capability),
         capability_benchmarks=[r.label for r in capability],
         without_direction=[cell_label(s.benchmark, s.subset) for s in scored if s.harm is None],
     )
+
+
+def health_series(cells: dict[float, dict[str, dict[str, float]]]) -> HealthSeries:
+    """One benchmark's cells (multiplier value -> measure -> sample id -> value) as the flag test takes them."""
+    return {m: {v: health[m] for v, health in cells.items() if health.get(m)} for m in FLAGGED_MEASURES}
+
+
+def row_health_flags(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> list[Flag]:
+    """The output-health flags from the aggregate's rows alone, as `steerbench aggregate` lists them:
+    each successful cell's health sidecar, the same tests and Holm family as the report's."""
+    labels: dict[float, str] = {}
+    found: dict[tuple[str, str], HealthSeries] = {}
+    for key, group in series_rows(rows).items():
+        cells = {}
+        for row in group:
+            labels.setdefault(multiplier_sort_key(str(row["multiplier"])), str(row["multiplier"]))
+            if row.get("status") == "success":
+                cells[multiplier_sort_key(str(row["multiplier"]))] = read_cell_health(str(row.get("log_file") or ""))
+        found[key] = health_series(cells)
+    return health_flag_list(health_flags(found, dict(sorted(labels.items())), alpha))
 
 
 def health_flag_list(found: Sequence[HealthFlag]) -> list[Flag]:
