@@ -181,6 +181,8 @@ def print_check_report(report: Any, prompts: int, out: Out = say) -> None:
         else:
             reason = (status.problem or "").split(": ", 1)[-1]
             out(f"  multiplier {dep.multiplier.label:>6}  FAILED  {reason}")
+    for checked in report.checked:
+        out(f"{checked.item + ':':<18} {'ok' if checked.ok else 'FAILED':<6}  {checked.detail}")
     if report.answers:
         out(f"steering sanity check: {prompts} prompt(s) at temperature 0 to each endpoint")
         for answers in report.answers:
