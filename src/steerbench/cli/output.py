@@ -74,10 +74,10 @@ def trouble(progress: Any) -> str:
     return text + (f", first error: {progress.first_error}" if progress.first_error else "")
 
 
-def progress_line(progress: Any) -> str:
-    """A running cell, as `run` prints it where there is no terminal: done/total, rate, ETA."""
+def progress_line(progress: Any, now: float | None = None) -> str:
+    """A running cell, as `run` prints it where there is no terminal: done/total, rate and ETA as of `now`."""
     return (f"[multiplier {progress.multiplier}] {progress.label}: {progress.done}/{progress.total} samples, "
-            f"{rate_text(progress.rate)}, ETA {duration(progress.eta_seconds)}{trouble(progress)}")
+            f"{rate_text(progress.rate_at(now))}, ETA {duration(progress.eta_at(now))}{trouble(progress)}")
 
 
 def print_sandbox_warning(plan: Any, out: Out = error) -> None:
