@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,84 @@ def test_unset_key_variable_is_a_user_error(tmp_path: Path, servers, monkeypatch
     result = check()
     assert result.exit_code == 2
     assert "STEER_KEY_CHECK is not set" in result.output
+
+
+# ---------------------------------------------------------------- what the preflight found, fine or not
+
+
+def preflight_lines(output: str) -> dict[str, str]:
+    """item -> the rest of its line ("ok  ..." or "FAILED  ..."), for the items after the endpoints."""
+    found = {}
+    for line in output.splitlines():
+        for item in ("task dependencies:", "grader keys:", "log root:"):
+            if line.startswith(item):
+                found.setdefault(item[:-1], line[len(item):].strip())
+    return found
+
+
+def test_check_prints_dependencies_grader_keys_and_the_log_root_when_they_are_fine(
+        tmp_path: Path, servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers import REPO, STUBS
+
+    monkeypatch.syspath_prepend(str(STUBS))  # IFEval's checker, installed (the labelled stand-in)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-grader-secret-9876")
+    endpoint = servers(0.0)
+    write_jsonl(tmp_path / "deployments.jsonl", [endpoint.deployment_line()])
+    arithmetic = json.loads(toy_benchmarks(tmp_path / "toy.jsonl").read_text().splitlines()[0])
+    ifeval = json.loads((REPO / "benchmarks.jsonl").read_text().splitlines()[1])
+    assert ifeval["name"] == "IFEval"
+    write_jsonl(tmp_path / "benchmarks.jsonl", [{**arithmetic, "grader": "anthropic/claude-3-7-sonnet-20250219"}, ifeval])
+    monkeypatch.chdir(tmp_path)
+    result = check("--log-root", str(tmp_path / "new" / "logs"))
+    assert result.exit_code == 0, result.output
+    lines = preflight_lines(result.output)
+    assert lines == {
+        "task dependencies": "ok      2 task(s); IFEval's instruction_following_eval is installed",
+        "grader keys": "ok      anthropic/claude-3-7-sonnet-20250219 for Arithmetic: ANTHROPIC_API_KEY is set",
+        "log root": f"ok      {tmp_path / 'new' / 'logs'} can be written",
+    }, result.output
+    assert "sk-ant-grader-secret-9876" not in result.output
+    assert "check passed" in result.output and "sandbox" not in result.output
+
+
+def test_check_prints_what_fails_on_the_same_lines(tmp_path: Path, servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers import REPO, STUBS
+
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != STUBS])
+    monkeypatch.delitem(sys.modules, "instruction_following_eval", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    endpoint = servers(0.0)
+    write_jsonl(tmp_path / "deployments.jsonl", [endpoint.deployment_line()])
+    ifeval = json.loads((REPO / "benchmarks.jsonl").read_text().splitlines()[1])
+    arithmetic = json.loads(toy_benchmarks(tmp_path / "toy.jsonl").read_text().splitlines()[0])
+    write_jsonl(tmp_path / "benchmarks.jsonl", [{**arithmetic, "grader": "anthropic/claude-3-7-sonnet-20250219"}, ifeval])
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.chdir(tmp_path)
+    result = check("--log-root", str(tmp_path / "a-file" / "logs"))
+    assert result.exit_code == 1
+    lines = preflight_lines(result.output)
+    assert lines["task dependencies"].startswith("FAILED  IFEval needs the Python module 'instruction_following_eval'")
+    assert lines["grader keys"] == ("FAILED  Arithmetic is graded by anthropic/claude-3-7-sonnet-20250219, "
+                                    "which needs ANTHROPIC_API_KEY to be set")
+    assert lines["log root"].startswith("FAILED  log root ") and "is not a writable folder" in lines["log root"]
+    assert "check failed: 3 problem(s)" in result.output
+
+
+def test_check_warns_about_the_local_sandbox_as_run_does(tmp_path: Path, servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = servers(0.0)
+    write_jsonl(tmp_path / "deployments.jsonl", [endpoint.deployment_line()])
+    arithmetic, capitals = (json.loads(line) for line in toy_benchmarks(tmp_path / "toy.jsonl").read_text().splitlines())
+    write_jsonl(tmp_path / "benchmarks.jsonl", [{**arithmetic, "sandbox": "local"}, capitals])
+    monkeypatch.chdir(tmp_path)
+    from_file = check()
+    assert from_file.exit_code == 0, from_file.output  # a warning, not a failure
+    warning = "WARNING: sandbox=local: Arithmetic will execute model-written code directly on this machine"
+    assert warning in from_file.stderr and warning not in from_file.stdout
+    assert from_file.output.index("WARNING: sandbox=local") < from_file.output.index("checking 1 endpoint")
+    flag = check("--sandbox", "local")
+    assert "WARNING: sandbox=local: Arithmetic, Capitals will execute" in flag.stderr
+    write_jsonl(tmp_path / "benchmarks.jsonl", [arithmetic, capitals])
+    assert "sandbox" not in check().output
+    # the same plan, the same warning from run's dry run
+    ran = CliRunner().invoke(main, ["run", "--all", "--dry-run", "--sandbox", "local"])
+    assert "WARNING: sandbox=local: Arithmetic, Capitals will execute" in ran.output

@@ -50,13 +50,52 @@ def test_grid_on_one_server_has_each_multipliers_scores(tmp_path, one_server):
         assert row["accuracy"] == pytest.approx(expected_accuracy(float(row["multiplier"]))), row.to_dict()
 
 
-def test_without_a_cap_the_server_sees_more_than_five(tmp_path, one_server):
+def test_a_shared_server_gets_the_default_cap_of_32(tmp_path, one_server):
+    """Five multipliers on one URL, 24 questions per task: without a cap each multiplier could
+    keep 20 requests in flight (100 at once); the default shares 32 evenly: 6 each, 30 at most."""
     server, deployments, benchmarks = one_server
     server.latency = 1.5  # long enough that the five workers' requests overlap even on a loaded machine
-    result = cli("run", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
-                 "--log-root", str(tmp_path / "logs"))
+    many = [{**json.loads(line), "task_args": {"questions": 24}} for line in benchmarks.read_text().splitlines()[:1]]
+    write_jsonl(benchmarks, many)
+    common = ["--deployments", str(deployments), "--benchmarks", str(benchmarks), "--log-root", str(tmp_path / "logs")]
+    dry = cli("run", "--all", *common, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    servers = dry.output.split("connections per server:\n")[1].splitlines()
+    assert servers[0] == (f"  {server.url.rstrip('/')}: 5 multipliers, 6 connections each, at most 30 requests at once "
+                          "(cap 32: the default for a server that several multipliers share; "
+                          "--max-connections-per-server to change it)")
+    result = cli("run", "--all", *common)
     assert result.exit_code == 0, result.output
-    assert server.stats.peak_in_flight > 5
+    assert f"server {server.url.rstrip('/')}: 5 multipliers, 6 connections each, at most 30" in result.output
+    assert 6 < server.stats.peak_in_flight <= 30  # several multipliers at once, never above the cap
+    loaded = load_deployments(deployments)
+    plan = build_plan(loaded, *resolve_benchmarks_for(benchmarks), RunOptions(all=True))
+    jobs = build_jobs(plan, str(tmp_path / "logs"), {d.multiplier.value: server.key for d in loaded},
+                      {d.multiplier.value: server.model for d in loaded})
+    assert [job.max_connections for job in jobs] == [6] * 5  # what each worker gives Inspect
+
+
+def test_dry_run_shows_the_cap_of_each_server(tmp_path, one_server):
+    server, deployments, benchmarks = one_server
+    dedicated = {"multiplier": "2.0", "url": "http://10.0.0.9:8001/v1", "key": "k"}  # a dry run sends nothing
+    lines = [*server.shared_deployment_lines(MULTIPLIERS), dedicated]
+    write_jsonl(deployments, lines)
+    common = ["--deployments", str(deployments), "--benchmarks", str(benchmarks), "--log-root", str(tmp_path / "logs")]
+
+    def servers(*extra: str) -> list[str]:
+        result = cli("run", "--all", *common, "--dry-run", *extra)
+        assert result.exit_code == 0, result.output
+        return result.output.split("connections per server:\n")[1].splitlines()[:2]
+
+    url = server.url.rstrip("/")
+    assert servers()[1] == "  http://10.0.0.9:8001/v1: 1 multiplier, 20 connections each, at most 20 requests at once"
+    assert servers("--max-connections", "4")[0].startswith(f"  {url}: 5 multipliers, 4 connections each, at most 20 ")
+    assert servers("--max-connections-per-server", "12") == [
+        f"  {url}: 5 multipliers, 2 connections each, at most 10 requests at once (cap 12: --max-connections-per-server)",
+        "  http://10.0.0.9:8001/v1: 1 multiplier, 12 connections each, at most 12 requests at once "
+        "(cap 12: --max-connections-per-server)",
+    ]
+    assert server.stats.requests == 0
 
 
 def test_a_cap_below_one_connection_per_multiplier_is_refused(tmp_path, one_server):

@@ -5,7 +5,7 @@ The rule (N = 40 items per benchmark, multipliers -1, -0.5, 0, 0.5, 1):
 - degenerate(item, m): at m = +1 items 29-40 answer a repetition loop cut at the token limit
   ("a b c d" ten times: 40 words, finish_reason "length"); at m = -1 the same items answer "";
   at m = +0.5 item 40 loops, at m = -0.5 item 40 is empty; nothing at 0. It applies to the quiz
-  and to Sycophancy's *last* answer (its first answer is always a healthy but repetitive "yes, yes, ...").
+  and to Sycophancy's *last* answer (its first answer is always a repetitive "yes, yes, ...").
 - ToyQuiz (accuracy): items 1..N - wrong(m) answer "yes" (right), the rest "no" or degenerate;
   wrong = 12 at |m| = 1 and 1 at |m| = 0.5.
 - XSTest[safe]: items 1..refusals refuse ("I can't help with that."): 2 at 0, 3 at 0.5, 6 at 1, 0 below 0.
@@ -38,9 +38,9 @@ from tests.helpers import sycophancy_scorer, write_jsonl
 
 N = 40
 MULTIPLIERS = [-1.0, -0.5, 0.0, 0.5, 1.0]
-LOOP = " ".join(["a b c d"] * 10)  # 40 words; 37 4-grams of which 4 distinct
-LOOP_REPETITION = 1 - 4 / 37
-FIRST_SYCOPHANCY_ANSWER = "yes, yes, yes, yes, yes"  # repetition 0.5: must never be counted
+LOOP = " ".join(["a b c d"] * 10)  # 40 words, 79 characters of period 8
+LOOP_REPETITION = 63 / 79  # windows from character 16 on are third occurrences: characters 16..78
+FIRST_SYCOPHANCY_ANSWER = ", ".join(["yes"] * 12)  # 58 characters, repetition 48/58: must never be counted
 FINAL_SYCOPHANCY_ANSWER = "I stand by my answer firmly."  # 6 words
 
 
@@ -200,7 +200,7 @@ def test_every_output_health_value_is_exact(study) -> None:
     quiz = frame[frame.benchmark == "ToyQuiz"].set_index("multiplier")
     assert quiz.loc["1.0", "output_truncated_rate"] == 0.3 and quiz.loc["-1.0", "output_empty_rate"] == 0.3
     assert quiz.loc["1.0", "output_tokens_mean"] == pytest.approx((28 + 12 * 40) / 40)
-    assert quiz.loc["1.0", "output_repetition"] == pytest.approx(0.3 * 33 / 37)
+    assert quiz.loc["1.0", "output_repetition"] == pytest.approx(0.3 * 63 / 79)
     # Sycophancy counts the last steered answer: its repetitive first answers never show
     sycophancy = frame[frame.benchmark == "Sycophancy"].set_index("multiplier")
     assert sycophancy.loc["0.0", "output_repetition"] == 0.0 and sycophancy.loc["0.0", "output_tokens_mean"] == 6.0

@@ -145,3 +145,23 @@ def test_missing_cells_are_grouped_and_a_report_without_logs_fails(tmp_path: Pat
     assert report.exit_code == 1
     assert "no steerbench logs under" in report.output and "nothing to report" in report.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_slow_cell_never_repeats_a_line_and_its_eta_moves_between_samples(tmp_path: Path) -> None:
+    """One sample every ~1.2 s, a line due every 0.5 s: lines with the same count still differ,
+    because the rate and ETA are taken as of the moment of printing, not of the last sample."""
+    endpoint = SimulatedEndpoint(0.0, toy_responder, latency=1.2).start()
+    try:
+        files = study(tmp_path, endpoint)
+        process, reader = start_run(files, "--limit", "6")
+        assert process.wait(timeout=240) == 0
+        lines = reader.join()
+    finally:
+        endpoint.stop()
+    progress = [line for _, line in lines if PROGRESS.match(line)]
+    assert len(progress) >= 4, "\n".join(line for _, line in lines)
+    assert all(a != b for a, b in zip(progress, progress[1:])), progress
+    counts = [PROGRESS.match(line).groups() for line in progress]  # type: ignore[union-attr]
+    same_count = [(a, b) for a, b in zip(counts, counts[1:]) if a[0] == b[0] and a[3] != "-"]
+    assert same_count, progress  # no sample ended between these two lines...
+    assert all(a[3] != b[3] for a, b in same_count)  # ...and the ETA moved all the same

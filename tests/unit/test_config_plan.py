@@ -90,3 +90,30 @@ def test_shards_cover_every_cell_exactly_once():
     assert len(set(keys)) == len(keys)
     assert all(p.cells for p in pieces)
     assert shard_of(whole.cells[0], 3) == shard_of(whole.cells[0], 3)
+
+
+def test_a_shared_server_is_capped_at_32_by_default_and_a_dedicated_one_is_not(tmp_path):
+    from steerbench.core.plan import connection_limits, server_connections
+
+    def deployments(shared: int, dedicated: int):
+        lines = [{"multiplier": str(i), "url": "http://one:8000/v1/", "key": "k",
+                  "extra_body": {"vllm_xargs": {"steer_multiplier": i}}} for i in range(shared)]
+        lines += [{"multiplier": str(100 + i), "url": f"http://own{i}:8000/v1", "key": "k"} for i in range(dedicated)]
+        return load_deployments(write_jsonl(tmp_path / "d.jsonl", lines))
+
+    five = deployments(5, 1)
+    servers = {s.url: s for s in server_connections(five, RunOptions(all=True))}
+    assert (servers["http://one:8000/v1"].per_multiplier, servers["http://one:8000/v1"].at_most) == (6, 30)
+    assert servers["http://one:8000/v1"].default_cap and servers["http://one:8000/v1"].cap == 32
+    assert (servers["http://own0:8000/v1"].per_multiplier, servers["http://own0:8000/v1"].cap) == (20, None)
+    assert connection_limits(five, RunOptions(all=True)) == {**{float(i): 6 for i in range(5)}, 100.0: 20}
+    # two share: 16 each; --max-connections stays the ceiling per multiplier
+    assert set(connection_limits(deployments(2, 0), RunOptions(all=True)).values()) == {16}
+    assert set(connection_limits(deployments(2, 0), RunOptions(all=True, max_connections=8)).values()) == {8}
+    # more multipliers than the default allows: one connection each, never zero
+    assert set(connection_limits(deployments(40, 0), RunOptions(all=True)).values()) == {1}
+    # an explicit cap applies to every server, shared or not; below one each it is refused
+    explicit = RunOptions(all=True, max_connections_per_server=50)
+    assert connection_limits(five, explicit) == {**{float(i): 10 for i in range(5)}, 100.0: 20}
+    with pytest.raises(ConfigError, match="fewer than the 5 multipliers"):
+        connection_limits(five, RunOptions(all=True, max_connections_per_server=4))

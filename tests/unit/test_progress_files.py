@@ -61,10 +61,46 @@ def test_plain_lines_at_most_once_per_interval() -> None:
     assert printed == []  # not before one interval
     monitor.update([cell], now=1061.0)
     monitor.update([cell], now=1090.0)
-    assert printed == ["[multiplier 0.5] MMLU: 123/14042 samples, 4.10 samples/s, ETA 56m 35s; "
+    # as of 1061: 123 samples in 61 s (the 31 s since the last one count too)
+    assert printed == ["[multiplier 0.5] MMLU: 123/14042 samples, 2.02 samples/s, ETA 1h 55m; "
                        "0 errors, 2 retries, first error: HTTP 503"]
-    assert progress_line(cell) == printed[0]
+    assert progress_line(cell, 1061.0) == printed[0]
+    # without a time, the rate is the one at the file's last update
+    assert "4.10 samples/s, ETA 56m 35s" in progress_line(cell)
     assert duration(7384) == "2h 03m" and duration(5) == "5 s"
+
+
+def test_a_slow_cell_never_prints_the_same_line_twice_and_its_eta_moves() -> None:
+    """The report's case: one sample every 16 s (0.06 samples/s), a line due every 10 s. The file
+    changes only when a sample ends, so a rate taken from the file alone printed identical pairs
+    with a frozen ETA; the rate as of the print's time moves with every print."""
+    printed: list[str] = []
+    monitor = PlainMonitor(every=10, out=printed.append)
+    started = 1000.0
+    for tick in range(1, 61):  # a poll every 2.5 s for 150 s
+        now = started + 2.5 * tick
+        done = int((now - started) // 16)
+        updated = started + 16 * done if done else started
+        cell = CellProgress("HumanEval", "", "Coding", "-20", total=40, done=done, started=started, updated=updated)
+        monitor.update([cell], now=now)
+    assert len(printed) >= 12
+    assert all(a != b for a, b in zip(printed, printed[1:])), printed
+    etas = [line.split("ETA ")[1] for line in printed if "/40 samples" in line and "ETA -" not in line]
+    same_count = [(a, b) for a, b in zip(printed, printed[1:]) if a.split(" samples,")[0] == b.split(" samples,")[0]]
+    assert same_count, printed  # lines with no sample finished in between...
+    assert all(a.split("ETA ")[1] != b.split("ETA ")[1] for a, b in same_count)  # ...still move their ETA
+    assert len(etas) >= 12
+
+
+def test_a_cell_with_nothing_to_measure_says_so_once() -> None:
+    printed: list[str] = []
+    monitor = PlainMonitor(every=10, out=printed.append)
+    stalled = CellProgress("MMLU", "", "General", "1.0", total=100, done=0, started=0.0, updated=0.0)
+    for now in range(10, 200, 5):
+        monitor.update([stalled], now=float(now))
+    assert printed == ["[multiplier 1.0] MMLU: 0/100 samples, - samples/s, ETA -"]
+    monitor.update([CellProgress("MMLU", "", "General", "1.0", total=100, done=1, started=0.0, updated=201.0)], 201.0)
+    assert len(printed) == 2 and "1/100 samples" in printed[1]
 
 
 def test_missing_flags_grouped_per_benchmark() -> None:
@@ -95,6 +131,11 @@ def test_the_live_view_has_a_line_per_running_cell_and_a_total() -> None:
     text = console.export_text()
     assert text.count("MMLU") == 4  # two rows, two error lines
     assert "40/100" in text and "4.00 samples/s" in text and "15 s" in text
+    # a rate as of a later moment: 40 samples in 20 s per cell
+    console = Console(record=True, width=140)
+    console.print(live_table(cells, planned_cells=6, now=20.0))
+    later = console.export_text()
+    assert "2.00 samples/s" in later and "30 s" in later
     assert "total: 1 of 6 cells finished" in text and "130/250" in text
     many = [CellProgress(f"B{i}", "", "C", str(i % 2), total=10, done=1, started=0.0, updated=1.0)
             for i in range(MAX_CELL_ROWS + 1)]

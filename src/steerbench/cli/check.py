@@ -7,7 +7,7 @@ import sys
 import click
 
 from .options import EXIT_FAILED, friendly_errors
-from .output import print_check_report, say
+from .output import print_check_report, print_sandbox_warning, say
 
 
 @click.command()
@@ -16,8 +16,11 @@ from .output import print_check_report, say
 @click.option("--benchmarks", default="benchmarks.jsonl", show_default=True, help="Benchmarks file.")
 @click.option("--log-root", default="logs", show_default=True, help="Log root the run will write (checked for writing).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for each request.")
+@click.option("--sandbox", type=click.Choice(["docker", "local"]), default=None,
+              help="The sandbox `run` will be given, to warn about 'local' as run does.")
 @friendly_errors
-def check(multipliers: tuple[str, ...], deployments: str, benchmarks: str, log_root: str, timeout: float) -> None:
+def check(multipliers: tuple[str, ...], deployments: str, benchmarks: str, log_root: str, timeout: float,
+          sandbox: str | None) -> None:
     """Preflight every endpoint (reachable, key, model, latency) and check that steering changes answers."""
     from ..core.paths import require_filesystem
     from ..core.plan import RunOptions
@@ -25,7 +28,8 @@ def check(multipliers: tuple[str, ...], deployments: str, benchmarks: str, log_r
     from ..execution.study import load_plan
 
     require_filesystem(log_root)
-    plan = load_plan(deployments, benchmarks, RunOptions(multipliers=multipliers, all=not multipliers))
+    plan = load_plan(deployments, benchmarks, RunOptions(multipliers=multipliers, all=not multipliers, sandbox=sandbox))
+    print_sandbox_warning(plan)  # on stderr, before anything is sent, as `run` does
     say(f"checking {len(plan.deployments)} endpoint(s)...")
     report = run_check(plan, log_root, timeout=timeout)
     print_check_report(report, len(SANITY_PROMPTS))

@@ -43,6 +43,11 @@ def print_plan(plan: Any, log_root: str, out: Out = say) -> None:
     opts = plan.options
     out(f"options: limit={opts.limit} max_connections={opts.max_connections} per endpoint"
         + (f" shard={opts.shard[0]}/{opts.shard[1]}" if opts.shard else ""))
+    from ..core.plan import server_connections
+
+    out("connections per server:")
+    for server in server_connections(plan.deployments, opts):
+        out(f"  {server.describe()}")
     for warning in plan.warnings:
         out(f"warning: {warning}")
     print_sandbox_warning(plan, out)
@@ -74,10 +79,19 @@ def trouble(progress: Any) -> str:
     return text + (f", first error: {progress.first_error}" if progress.first_error else "")
 
 
-def progress_line(progress: Any) -> str:
-    """A running cell, as `run` prints it where there is no terminal: done/total, rate, ETA."""
+def progress_line(progress: Any, now: float | None = None) -> str:
+    """A running cell, as `run` prints it where there is no terminal: done/total, rate and ETA as of `now`."""
     return (f"[multiplier {progress.multiplier}] {progress.label}: {progress.done}/{progress.total} samples, "
-            f"{rate_text(progress.rate)}, ETA {duration(progress.eta_seconds)}{trouble(progress)}")
+            f"{rate_text(progress.rate_at(now))}, ETA {duration(progress.eta_at(now))}{trouble(progress)}")
+
+
+def print_shared_servers(plan: Any, out: Out = say) -> None:
+    """Before a run: each server that several multipliers share, with the connections it gets."""
+    from ..core.plan import server_connections
+
+    for server in server_connections(plan.deployments, plan.options):
+        if len(server.multipliers) > 1:
+            out(f"server {server.describe()}")
 
 
 def print_sandbox_warning(plan: Any, out: Out = error) -> None:
@@ -181,6 +195,8 @@ def print_check_report(report: Any, prompts: int, out: Out = say) -> None:
         else:
             reason = (status.problem or "").split(": ", 1)[-1]
             out(f"  multiplier {dep.multiplier.label:>6}  FAILED  {reason}")
+    for checked in report.checked:
+        out(f"{checked.item + ':':<18} {'ok' if checked.ok else 'FAILED':<6}  {checked.detail}")
     if report.answers:
         out(f"steering sanity check: {prompts} prompt(s) at temperature 0 to each endpoint")
         for answers in report.answers:

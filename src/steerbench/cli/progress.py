@@ -32,6 +32,7 @@ class PlainMonitor(RunMonitor):
         self.out = out
         self.poll_seconds = min(max(every / 4, 0.25), 5.0)
         self._printed: dict[tuple[str, str, float], float] = {}  # cell -> when its last line was printed
+        self._last_line: dict[tuple[str, str, float], str] = {}  # cell -> that line
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
@@ -44,9 +45,13 @@ class PlainMonitor(RunMonitor):
                 if p.finished:
                     continue  # its worker says how it ended
                 last = self._printed.setdefault(p.ident, p.started)
-                if now - last >= self.every:
-                    self._printed[p.ident] = now
-                    self.out(progress_line(p))
+                if now - last < self.every:
+                    continue
+                line = progress_line(p, now)
+                if line == self._last_line.get(p.ident):
+                    continue  # nothing moved (a stalled cell whose rate is still unknown): say it once
+                self._printed[p.ident], self._last_line[p.ident] = now, line
+                self.out(line)
 
 
 class LiveMonitor(RunMonitor):
@@ -75,7 +80,7 @@ class LiveMonitor(RunMonitor):
 
     def update(self, progress: list[CellProgress], now: float) -> None:
         with self._lock:
-            self._started().update(live_table(progress, self.cells))
+            self._started().update(live_table(progress, self.cells, now))
 
     def close(self) -> None:
         with self._lock:
@@ -83,7 +88,7 @@ class LiveMonitor(RunMonitor):
                 self.live.stop()
 
 
-def live_table(progress: list[CellProgress], planned_cells: int) -> Any:
+def live_table(progress: list[CellProgress], planned_cells: int, now: float | None = None) -> Any:
     from rich.table import Table
 
     from .output import duration, rate_text
@@ -102,9 +107,9 @@ def live_table(progress: list[CellProgress], planned_cells: int) -> Any:
     else:
         rows = [(p.label, p.multiplier, [p]) for p in sorted(running, key=lambda p: (p.ident[2], p.category, p.label))]
     for label, multiplier, parts in rows:
-        table.add_row(label, multiplier, *_columns(parts, duration, rate_text))
+        table.add_row(label, multiplier, *_columns(parts, duration, rate_text, now))
     finished = sum(1 for p in progress if p.finished)
-    table.add_row(f"total: {finished} of {planned_cells} cells finished", "", *_columns(progress, duration, rate_text),
+    table.add_row(f"total: {finished} of {planned_cells} cells finished", "", *_columns(progress, duration, rate_text, now),
                   style="bold")
     errors = [p for p in running if p.first_error]
     for p in errors[:3]:
@@ -112,9 +117,9 @@ def live_table(progress: list[CellProgress], planned_cells: int) -> Any:
     return table
 
 
-def _columns(parts: list[CellProgress], duration: Any, rate_text: Any) -> list[str]:
+def _columns(parts: list[CellProgress], duration: Any, rate_text: Any, now: float | None) -> list[str]:
     done, total = sum(p.done for p in parts), sum(p.total for p in parts)
-    rates = [p.rate for p in parts if p.rate is not None and not p.finished]
+    rates = [rate for p in parts if not p.finished and (rate := p.rate_at(now)) is not None]
     rate = sum(rates) if rates else None
     remaining = sum(max(p.total - p.done, 0) for p in parts if not p.finished)
     eta = remaining / rate if rate else None

@@ -8,7 +8,7 @@ import click
 
 from ..core.config import ConfigError
 from .options import EXIT_FAILED, friendly_errors, parse_shard, synthetic_data_option, synthetic_gpqa_sha256
-from .output import error, print_plan, print_sandbox_warning, print_summary, say
+from .output import error, print_plan, print_sandbox_warning, print_shared_servers, print_summary, say
 
 
 @click.command()
@@ -22,7 +22,8 @@ from .output import error, print_plan, print_sandbox_warning, print_summary, say
 @click.option("--limit", type=int, default=None, help="Samples per eval (smoke runs).")
 @click.option("--max-connections", type=int, default=None, help="Concurrent requests per endpoint [default: 20].")
 @click.option("--max-connections-per-server", type=int, default=None,
-              help="Cap on concurrent requests to one server, summed over the multipliers that share its URL.")
+              help="Cap on concurrent requests to one server, summed over the multipliers that share its URL "
+                   "[default: 32 for a URL several multipliers share; none for a URL of its own].")
 @click.option("--temperature", type=float, default=None, help="Override the study's temperature (0.0).")
 @click.option("--max-tokens", type=int, default=None, help="Override the study's max_tokens (1000).")
 @click.option("--request-timeout", type=int, default=None, help="Seconds per request attempt before retrying (100).")
@@ -73,6 +74,7 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
         error(f"warning: {warning}")
     print_sandbox_warning(plan)
     talk = (lambda line: None) if quiet else say
+    print_shared_servers(plan, talk)
     talk(f"preflight: checking {len(plan.deployments)} endpoint(s)...")
     ready = preflight(plan, log_root)
     talk(f"running {len(plan.cells)} cell(s) into {log_root}")

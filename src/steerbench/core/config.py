@@ -21,6 +21,10 @@ GENERATE_DEFAULTS: dict[str, Any] = {
     "timeout": 100,
 }
 DEFAULT_MAX_CONNECTIONS = 20
+# Without --max-connections-per-server, the cap on the sum over multipliers that share one URL
+# (one --one-server deployment): what one vLLM server batches comfortably, rather than
+# 20 per multiplier (100 at once for five), which queue past the 100 s request timeout.
+DEFAULT_MAX_CONNECTIONS_PER_SHARED_SERVER = 32
 
 # Generation settings a benchmark may override (Inspect GenerateConfig fields that
 # change what the model is asked, not how requests are transported).

@@ -12,6 +12,7 @@ from typing import Any
 from .cells import CellKey, cell_label
 from .config import (
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SHARED_SERVER,
     GENERATE_DEFAULTS,
     Benchmark,
     ConfigError,
@@ -233,25 +234,65 @@ def server_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def connection_limits(deployments: list[Deployment] | tuple[Deployment, ...], options: RunOptions) -> dict[float, int]:
-    """Connections per multiplier: --max-connections, and with --max-connections-per-server N, an even
-    share of N among the deployments that share a URL, so their sum can never exceed N."""
-    sharing: dict[str, int] = {}
+@dataclass(frozen=True)
+class ServerConnections:
+    """The connections one server (one URL) gets: per multiplier, and the cap on their sum."""
+
+    url: str
+    multipliers: tuple[str, ...]  # labels of the deployments that share this URL
+    per_multiplier: int
+    cap: int | None  # the cap in force on the sum; None: --max-connections alone
+    default_cap: bool = False  # the cap is the shared-server default, not --max-connections-per-server
+
+    @property
+    def at_most(self) -> int:
+        """The most requests this server can see at once."""
+        return self.per_multiplier * len(self.multipliers)
+
+    def describe(self) -> str:
+        n = len(self.multipliers)
+        text = (f"{self.url}: {n} multiplier{'s' if n > 1 else ''}, {self.per_multiplier} connection"
+                f"{'s' if self.per_multiplier > 1 else ''} each, at most {self.at_most} requests at once")
+        if self.cap is not None:
+            origin = ("the default for a server that several multipliers share; --max-connections-per-server "
+                      "to change it") if self.default_cap else "--max-connections-per-server"
+            text += f" (cap {self.cap}: {origin})"
+        return text
+
+
+def server_connections(deployments: list[Deployment] | tuple[Deployment, ...], options: RunOptions) -> list[ServerConnections]:
+    """Connections per server: --max-connections per multiplier, and with --max-connections-per-server N
+    an even share of N among the deployments that share a URL, so their sum can never exceed N.
+    Without that flag, a URL that several deployments share is capped at
+    DEFAULT_MAX_CONNECTIONS_PER_SHARED_SERVER (at least one connection each); a URL of its own is not."""
+    sharing: dict[str, list[str]] = {}
     for deployment in deployments:
-        sharing[server_url(deployment.url)] = sharing.get(server_url(deployment.url), 0) + 1
+        sharing.setdefault(server_url(deployment.url), []).append(deployment.multiplier.label)
     cap = options.max_connections_per_server
     if cap is not None:
         if cap < 1:
             raise ConfigError("command line", "must be at least 1", field="--max-connections-per-server")
-        crowded = max(sharing.values(), default=0)
+        crowded = max((len(labels) for labels in sharing.values()), default=0)
         if cap < crowded:
             raise ConfigError("command line", f"{cap} is fewer than the {crowded} multipliers that share one server "
                               "(each needs at least one connection)", field="--max-connections-per-server")
-    return {
-        d.multiplier.value: options.max_connections if cap is None
-        else min(options.max_connections, cap // sharing[server_url(d.url)])
-        for d in deployments
-    }
+    servers = []
+    for url, labels in sharing.items():
+        if cap is not None:
+            servers.append(ServerConnections(url, tuple(labels), min(options.max_connections, cap // len(labels)), cap))
+        elif len(labels) > 1:
+            shared = DEFAULT_MAX_CONNECTIONS_PER_SHARED_SERVER
+            per = min(options.max_connections, max(1, shared // len(labels)))
+            servers.append(ServerConnections(url, tuple(labels), per, shared, default_cap=True))
+        else:
+            servers.append(ServerConnections(url, tuple(labels), options.max_connections, None))
+    return servers
+
+
+def connection_limits(deployments: list[Deployment] | tuple[Deployment, ...], options: RunOptions) -> dict[float, int]:
+    """Connections per multiplier (value), from `server_connections`."""
+    per_url = {s.url: s.per_multiplier for s in server_connections(deployments, options)}
+    return {d.multiplier.value: per_url[server_url(d.url)] for d in deployments}
 
 
 def grid(deployments: list[Deployment], benchmarks: list[Benchmark]) -> list[CellKey]:

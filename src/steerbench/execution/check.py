@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core.plan import Plan
 from .endpoints import EndpointStatus
+from .preflight import Checked
 from .redaction import Redactor
 
 # Open-ended on purpose: a steered model's wording drifts even where a multiple-choice
@@ -55,6 +56,7 @@ class PairComparison:
 class CheckReport:
     endpoints: list[EndpointStatus]
     problems: list[str]  # failures: exit code 1
+    checked: list[Checked] = field(default_factory=list)  # task dependencies, grader keys, log root
     answers: list[EndpointAnswers] = field(default_factory=list)
     pairs: list[PairComparison] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -167,6 +169,7 @@ def run_check(
     report = CheckReport(
         endpoints=preflight.endpoints,
         problems=[redactor.text(p) for p in preflight.problems + answer_problems],
+        checked=preflight.checked,
         answers=[EndpointAnswers(a.multiplier, tuple(redactor.text(t) for t in a.answers), a.latency_ms) for a in answers],
         pairs=pairs,
         warnings=identical_warnings(pairs),

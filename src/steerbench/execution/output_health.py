@@ -2,7 +2,8 @@
 
 An Inspect hook (inspect_ai.hooks) sees every sample of a steerbench eval as it ends, with its
 final output in memory: the record (results/health.py: truncated, empty, repetition, output
-tokens of the final answer) costs microseconds and no read of the log. For a multi-turn task
+tokens of the final answer) costs about a millisecond per 1,000 characters of answer (the
+repetition measure; bench/repetition.py) and no read of the log. For a multi-turn task
 (Sycophancy) the sample's output is its last steered answer (the grader's answers never are).
 When the task ends the records go into `<log>.eval.health.jsonl` (results.health.sidecar_path).
 

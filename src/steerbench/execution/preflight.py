@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import dataclass
 
 from ..core.config import Benchmark
 from ..logs.errors import first_line
@@ -91,3 +92,51 @@ def _remote_root_problem(log_root: str) -> str | None:
         detail = first_line(str(e), "no detail")
         return f"log root {log_root} is not writable ({type(e).__name__}: {detail})"
     return None
+
+
+# ---------------------------------------------------------------- what was checked, as `check` prints it
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One preflight item that `steerbench check` prints: what it is, and how it went."""
+
+    item: str  # "task dependencies", "grader keys", "log root"
+    ok: bool
+    detail: str  # what was found (ok) or the problem (not ok)
+
+
+def dependency_checks(benchmarks: list[Benchmark]) -> list[Checked]:
+    problems = dependency_problems(benchmarks)
+    if problems:
+        return [Checked("task dependencies", False, problem) for problem in problems]
+    extra = [f"{b.name}'s {TASK_DEPENDENCIES[b.eval_name][0]} is installed" for b in benchmarks
+             if b.eval_name in TASK_DEPENDENCIES]
+    return [Checked("task dependencies", True,
+                    f"{len(benchmarks)} task(s); " + ("; ".join(extra) if extra else "none needs an extra module"))]
+
+
+def grader_checks(benchmarks: list[Benchmark], environ: dict[str, str] | None = None) -> list[Checked]:
+    environ = dict(os.environ) if environ is None else environ
+    problems = grader_problems(benchmarks, environ)
+    if problems:
+        return [Checked("grader keys", False, problem) for problem in problems]
+    graded: dict[str, list[str]] = {}
+    for bench in benchmarks:
+        if bench.grader and bench.grader != "self":
+            graded.setdefault(bench.grader, []).append(bench.name)
+    if not graded:
+        return [Checked("grader keys", True, "none needed (no benchmark has a grader model of its own)")]
+    found = []
+    for grader, names in graded.items():
+        var = PROVIDER_KEYS.get(grader.split("/", 1)[0])
+        key = f"{var} is set" if var else "its provider's key variable is Inspect's to check"
+        found.append(f"{grader} for {', '.join(names)}: {key}")
+    return [Checked("grader keys", True, "; ".join(found))]
+
+
+def log_root_checks(log_root: str | None) -> list[Checked]:
+    if log_root is None:
+        return []
+    problem = log_root_problem(log_root)
+    return [Checked("log root", problem is None, problem or f"{log_root} can be written")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.config import load_benchmarks, load_deployments
@@ -10,7 +10,7 @@ from ..core.plan import Plan, RunOptions, build_plan
 from ..tasks.resolve import resolve_benchmarks
 from .endpoints import EndpointStatus, PreflightError, probe_all, require_served_models, resolve_keys
 from .locks import multiplier_locks
-from .preflight import dependency_problems, grader_problems, log_root_problem
+from .preflight import Checked, dependency_checks, grader_checks, log_root_checks
 from .progress import RunMonitor
 from .redaction import Redactor
 from .run import RunResult, build_jobs, default_workers, execute
@@ -37,6 +37,7 @@ class PreflightReport:
     keys: dict[float, str]
     endpoints: list[EndpointStatus]
     problems: list[str]  # one line each, never containing a key
+    checked: list[Checked] = field(default_factory=list)  # task dependencies, grader keys, log root: fine or not
 
 
 def preflight_report(plan: Plan, log_root: str | None = None) -> PreflightReport:
@@ -44,12 +45,11 @@ def preflight_report(plan: Plan, log_root: str | None = None) -> PreflightReport
     the log root (when given) can be written."""
     keys = resolve_keys(list(plan.deployments))
     benchmarks = plan.planned_benchmarks
-    problems = dependency_problems(benchmarks) + grader_problems(benchmarks)
-    if log_root is not None:
-        problems += [p for p in [log_root_problem(log_root)] if p]
+    checked = dependency_checks(benchmarks) + grader_checks(benchmarks) + log_root_checks(log_root)
+    problems = [c.detail for c in checked if not c.ok]
     statuses = probe_all(list(plan.deployments), keys)
     problems += [s.problem for s in statuses if not s.ok and s.problem]
-    return PreflightReport(keys, statuses, problems)
+    return PreflightReport(keys, statuses, problems, checked)
 
 
 def preflight(plan: Plan, log_root: str | None = None) -> Preflight:

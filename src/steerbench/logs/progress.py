@@ -52,14 +52,25 @@ class CellProgress:
 
     @property
     def rate(self) -> float | None:
-        """Samples per second in this run; None until there is something to measure."""
-        elapsed = self.updated - self.started
-        counted = self.done - self.done_at_start
-        return counted / elapsed if elapsed > 0 and counted > 0 else None
+        """Samples per second in this run up to the file's last update; None until there is something to measure."""
+        return self.rate_at(None)
 
     @property
     def eta_seconds(self) -> float | None:
-        rate = self.rate
+        return self.eta_at(None)
+
+    def rate_at(self, now: float | None) -> float | None:
+        """Samples per second in this run up to `now` (wall clock) for a running cell: the time since
+        its last finished sample counts too, so that a slow cell's rate and ETA move between samples
+        instead of freezing at the last one's values. A finished cell, or now=None, ends at `updated`."""
+        end = self.updated if now is None or self.finished else max(now, self.updated)
+        elapsed = end - self.started
+        counted = self.done - self.done_at_start
+        return counted / elapsed if elapsed > 0 and counted > 0 else None
+
+    def eta_at(self, now: float | None) -> float | None:
+        """Seconds left at `rate_at(now)`; None while there is no rate."""
+        rate = self.rate_at(now)
         if rate is None or self.total <= 0:
             return None
         return max(self.total - self.done, 0) / rate

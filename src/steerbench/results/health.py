@@ -11,12 +11,27 @@ Per sample (one record per sample and epoch, see `sample_record`):
   `max_tokens`).
 - empty: the answer's text is empty or whitespace only (`text.strip() == ""`; no text at all counts
   as empty).
-- repetition: the share of repeated word 4-grams. Words are the lowercased text's `\\w+` tokens
-  (Python's Unicode `re` word characters: letters, digits, underscore; punctuation and whitespace
-  separate words). The 4-grams are the n - 3 windows of 4 consecutive words of an answer of n
-  words. repetition = 1 - distinct 4-grams / all 4-grams, so 0 when no 4-gram occurs twice and
-  close to 1 in a loop ("a b c d a b c d a b c d": 9 windows, 4 distinct, 1 - 4/9 = 0.556). An
-  answer with fewer than 4 words (no 4-gram) has repetition 0.
+- repetition: the share of the answer's characters that lie in a stretch the answer has already
+  said at least twice before. The text is taken as it came, character by character (Python str
+  code points: letters of any script, emoji, digits, punctuation, spaces and newlines alike; no
+  lowercasing, no normalisation). Its windows are the n - 15 stretches of 16 consecutive characters
+  of an answer of n characters, taken from the start; a window is *repeated* when the same 16
+  characters occurred at least twice at earlier starting positions (overlaps count: in
+  "🌊🌊🌊..." every window is the same one). repetition = (characters covered by at least one
+  repeated window) / n, so in [0, 1]; 0 for an answer shorter than 16 characters, and for any
+  answer with no 16-character stretch said three times. A loop of period p scores about
+  1 - 2 p / n ("a b c d" ten times, 79 characters of period 8: windows from position 16 on are
+  repeated, so 63 of 79 characters, 0.797); "def\\n\\n" or an emoji run to the token limit scores
+  above 0.9. Why these choices: characters, not words, so that emoji, code, whitespace runs and
+  scripts without spaces count; 16 characters so that common short fragments ("    return ",
+  "numbers[i]") are never a repeat on their own; a third occurrence, not a second, so that an
+  answer restating its function signature or one repeated line is not called a loop; coverage of
+  characters, not a count of windows, so that a loop whose lines differ in a counter
+  ("1. The answer is 7.\\n2. The answer is 14.\\n...") still scores high. What it cannot see: a
+  run that never repeats a 16-character stretch (counting "1, 2, 3, ..." upwards); the truncated
+  rate sees those when they run into the token limit. Measured on tests/fixtures/health_answers.jsonl
+  (loops of every kind above: 0.62 to 1.00; healthy HumanEval solutions, prose and short answers:
+  0 to 0.49, the highest being HumanEval/81's twelve-branch if/elif chain).
 - output tokens: the output tokens of that final answer as the endpoint reported them (its
   usage); None when the endpoint reported no usage.
 
@@ -24,7 +39,8 @@ Per cell (the CSV columns, see `cell_health`), over the cell's records:
 
 - output_truncated_rate: mean of truncated (0/1);
 - output_empty_rate: mean of empty (0/1);
-- output_repetition: mean of repetition;
+- output_repetition: mean of repetition (sidecars of version 1 measured word 4-grams instead:
+  their repetition is not read, so the column stays empty for them);
 - output_tokens_mean: mean of output tokens over the records that have them.
 
 A cell without records (logs written before steerbench recorded health) has all four None,
@@ -40,7 +56,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -48,14 +63,14 @@ import numpy as np
 
 HEALTH_COLUMNS = ["output_truncated_rate", "output_empty_rate", "output_repetition", "output_tokens_mean"]
 TRUNCATED_STOP_REASONS = frozenset({"max_tokens", "model_length"})
-NGRAM = 4
-RECORD_VERSION = 1
+REPEAT_WINDOW = 16  # characters in a window
+REPEAT_SEEN = 2  # a window is repeated once it occurred this many times before
+# 2: repetition = share of characters in a 16-character stretch said at least twice before.
+# 1 measured the share of repeated word 4-grams (before the character measure); its values are not read.
+RECORD_VERSION = 2
 SIDECAR_SUFFIX = ".health.jsonl"  # not .json: Inspect would take "<timestamp>_....json" for a log
 SIDECAR_FORMAT = "steerbench-output-health"
 METADATA_KEY = "steerbench_health"  # the record's key when it is kept in sample metadata
-
-_WORD = re.compile(r"\w+")
-
 
 # ---------------------------------------------------------------- one answer
 
@@ -68,18 +83,23 @@ def is_empty(text: str | None) -> bool:
     return text is None or text.strip() == ""
 
 
-def words(text: str | None) -> list[str]:
-    return _WORD.findall(text.lower()) if text else []
-
-
-def repetition(text: str | None, n: int = NGRAM) -> float:
-    """1 - distinct word n-grams / all word n-grams; 0 for an answer with fewer than n words."""
-    tokens = words(text)
-    total = len(tokens) - n + 1
-    if total <= 0:
+def repetition(text: str | None, window: int = REPEAT_WINDOW, seen: int = REPEAT_SEEN) -> float:
+    """The share of the text's characters covered by a `window`-character stretch that occurred at
+    least `seen` times before (module docstring); 0 for a text shorter than `window`."""
+    if not text or len(text) < window:
         return 0.0
-    distinct = len({tuple(tokens[i:i + n]) for i in range(total)})
-    return 1.0 - distinct / total
+    counts: dict[str, int] = {}
+    covered = 0
+    covered_to = 0  # windows come in order, so the covered characters form runs ending here
+    for start in range(len(text) - window + 1):
+        stretch = text[start:start + window]
+        before = counts.get(stretch, 0)
+        if before >= seen:
+            end = start + window
+            covered += end - max(start, covered_to)
+            covered_to = end
+        counts[stretch] = before + 1
+    return covered / len(text)
 
 
 def sample_record(
@@ -177,25 +197,38 @@ def parse_sidecar_header(line: str | bytes) -> dict[str, Any] | None:
 
 
 def parse_sidecar(text: str) -> dict[str, Any] | None:
-    """A whole sidecar: its header with the records under "samples" (None when it is not one)."""
+    """A whole sidecar: its header with the records under "samples" (None when it is not one).
+    The records of a version-1 sidecar lose their "repetition" (word 4-grams, another measure)."""
     first, _, rest = text.partition("\n")
     header = parse_sidecar_header(first)
     if header is None:
         return None
+    old_measure = _old_repetition(header)
     samples = []
     for line in rest.splitlines():
         if line.strip():
             try:
-                samples.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:  # a torn line: the header's cell values still stand
                 continue
+            if old_measure and isinstance(record, dict):
+                record.pop("repetition", None)
+            samples.append(record)
     return {**header, "samples": samples}
 
 
 def cell_columns(header: Mapping[str, Any] | None) -> dict[str, float | None]:
-    """The four CSV columns from a parsed sidecar header (all None without one)."""
+    """The four CSV columns from a parsed sidecar header (all None without one; a version-1
+    sidecar's output_repetition is None: it measured word 4-grams, which this column no longer is)."""
     cell = (header or {}).get("cell") or {}
-    return {c: (float(cell[c]) if _is_number(cell.get(c)) else None) for c in HEALTH_COLUMNS}
+    columns = {c: (float(cell[c]) if _is_number(cell.get(c)) else None) for c in HEALTH_COLUMNS}
+    if header is not None and _old_repetition(header):
+        columns["output_repetition"] = None
+    return columns
+
+
+def _old_repetition(header: Mapping[str, Any]) -> bool:
+    return int(header.get("version", RECORD_VERSION)) < 2
 
 
 def _is_number(value: Any) -> bool:

@@ -16,6 +16,7 @@ on S3. A cell is done, partial, failed, running or missing:
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -105,10 +106,12 @@ def classify(header: LogHeader, running: dict[str, str] | None) -> tuple[str, st
     return "failed", header.error or header.status
 
 
-def with_progress(cell: CellStatus, progress: CellProgress) -> CellStatus:
-    """A running cell with the counts of its progress files (samples done, rate, ETA, trouble)."""
+def with_progress(cell: CellStatus, progress: CellProgress, now: float | None = None) -> CellStatus:
+    """A running cell with the counts of its progress files (samples done, rate and ETA as of `now`,
+    the wall clock when not given, trouble)."""
+    now = time.time() if now is None else now
     return replace(cell, done=progress.done, total_samples=progress.total or cell.total_samples,
-                   rate=progress.rate, eta_seconds=progress.eta_seconds, errors=progress.errors,
+                   rate=progress.rate_at(now), eta_seconds=progress.eta_at(now), errors=progress.errors,
                    retries=progress.retries, first_error=progress.first_error)
 
 
