@@ -90,3 +90,32 @@ def test_shards_cover_every_cell_exactly_once():
     assert len(set(keys)) == len(keys)
     assert all(p.cells for p in pieces)
     assert shard_of(whole.cells[0], 3) == shard_of(whole.cells[0], 3)
+
+
+@pytest.mark.parametrize("served, shown", [
+    ("/home/x/models/foo", "foo"),
+    ("/home/x/models/foo/", "foo"),
+    ("~/models/foo", "foo"),
+    ("./foo", "foo"),
+    ("../models/foo", "foo"),
+    ("C:\\Users\\x\\models\\foo", "foo"),
+    ("org//foo", "foo"),
+    ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M"),  # a hub id stays whole
+    ("tiny", "tiny"),
+])
+def test_model_display_name_drops_local_paths(served, shown):
+    from steerbench.core.config import Multiplier, model_display_name
+    from steerbench.execution.run import inspect_model_name
+
+    assert model_display_name(served) == shown
+    name = inspect_model_name(Multiplier(1.0, "1"), served)
+    assert name == f"openai-api/steer_m1/{shown}" and "//" not in name and "/home/" not in name
+
+
+def test_steering_provenance_model_is_shown_by_folder_name(tmp_path):
+    deployments = write_jsonl(tmp_path / "d.jsonl", [{
+        "multiplier": 0, "url": "http://127.0.0.1:8000/v1", "key": "k", "model": "/home/x/models/foo",
+        "steering": {"model": "/home/x/models/foo", "layer": 3, "vector_sha256": "ab" * 32, "normalized": False}}])
+    (deployment,) = load_deployments(deployments)
+    assert deployment.model == "/home/x/models/foo"  # what the server is asked for
+    assert deployment.steering["model"] == "foo"
