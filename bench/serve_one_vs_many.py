@@ -26,8 +26,8 @@ from steerbench.sim.tiny_grid import write_benchmarks
 from steerbench.sim.tiny_model import build_tiny_model
 
 MULTIPLIERS = "-1,0,1"
-VLLM_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "128M", "--max-model-len", "512",
-             "--served-model-name", "tiny"]
+VLLM_ARGS = ["--served-model-name", "tiny",
+             "--", "--dtype", "float32", "--kv-cache-memory-bytes", "128M", "--max-model-len", "512"]
 
 
 def pss_bytes(pids: list[int]) -> int:

@@ -117,3 +117,32 @@ def test_a_shared_server_is_capped_at_32_by_default_and_a_dedicated_one_is_not(t
     assert connection_limits(five, explicit) == {**{float(i): 10 for i in range(5)}, 100.0: 20}
     with pytest.raises(ConfigError, match="fewer than the 5 multipliers"):
         connection_limits(five, RunOptions(all=True, max_connections_per_server=4))
+
+
+@pytest.mark.parametrize("served, shown", [
+    ("/home/x/models/foo", "foo"),
+    ("/home/x/models/foo/", "foo"),
+    ("~/models/foo", "foo"),
+    ("./foo", "foo"),
+    ("../models/foo", "foo"),
+    ("C:\\Users\\x\\models\\foo", "foo"),
+    ("org//foo", "foo"),
+    ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M"),  # a hub id stays whole
+    ("tiny", "tiny"),
+])
+def test_model_display_name_drops_local_paths(served, shown):
+    from steerbench.core.config import Multiplier, model_display_name
+    from steerbench.execution.run import inspect_model_name
+
+    assert model_display_name(served) == shown
+    name = inspect_model_name(Multiplier(1.0, "1"), served)
+    assert name == f"openai-api/steer_m1/{shown}" and "//" not in name and "/home/" not in name
+
+
+def test_steering_provenance_model_is_shown_by_folder_name(tmp_path):
+    deployments = write_jsonl(tmp_path / "d.jsonl", [{
+        "multiplier": 0, "url": "http://127.0.0.1:8000/v1", "key": "k", "model": "/home/x/models/foo",
+        "steering": {"model": "/home/x/models/foo", "layer": 3, "vector_sha256": "ab" * 32, "normalized": False}}])
+    (deployment,) = load_deployments(deployments)
+    assert deployment.model == "/home/x/models/foo"  # what the server is asked for
+    assert deployment.steering["model"] == "foo"

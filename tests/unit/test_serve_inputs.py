@@ -79,17 +79,29 @@ def test_taken_port(model_dir, vector):
     assert_one_error(result, f"127.0.0.1:{port}", "already in use")
 
 
-def test_reserved_vllm_flag_after_dash_dash(model_dir, vector):
-    assert_one_error(serve(*base(model_dir, vector), "--", "--port", "9000"), "--port after `--`")
+@pytest.mark.parametrize("args, needle", [
+    (["--port", "9000"], "--port after `--`"),
+    (["--served-model-name", "x"], "use --served-model-name of steerbench serve"),
+    (["--served_model_name=x"], "--served_model_name after `--`"),  # vLLM reads _ as -
+    (["--api-key=k"], "--key-env"),
+])
+def test_reserved_vllm_flag_after_dash_dash(model_dir, vector, args, needle):
+    assert_one_error(serve(*base(model_dir, vector), "--", *args), needle)
+
+
+@pytest.mark.parametrize("name", ["/home/x/foo", "a//b", "two words", ""])
+def test_served_model_name_must_be_a_name(model_dir, vector, name):
+    assert_one_error(serve(*base(model_dir, vector), "--served-model-name", name, "--dry-run"), "--served-model-name")
 
 
 def test_dry_run_prints_commands_with_keys_masked(tmp_path, model_dir, vector):
     result = serve(*base(model_dir, vector), "--port", "8300", "--dry-run", "--", "--dtype", "float32")
     assert result.exit_code == 0, result.output
-    commands = [line for line in result.output.splitlines() if "vllm.entrypoints.openai.api_server" in line]
+    commands = [line for line in result.output.splitlines() if "-m vllm.entrypoints.cli.main serve " in line]
     assert len(commands) == 3
     for port, command in zip((8300, 8301, 8302), commands):
         assert f"--port {port}" in command and "VLLM_API_KEY='***'" in command and "--enforce-eager" in command
+        assert f"serve {model_dir} --served-model-name model " in command  # vllm serve MODEL, named by its folder
         assert command.endswith("--dtype float32")
     assert "sb-" not in result.output  # no generated key is shown
     assert not (tmp_path / "deployments.jsonl").exists() and not (tmp_path / "serve_logs").exists()
@@ -98,7 +110,7 @@ def test_dry_run_prints_commands_with_keys_masked(tmp_path, model_dir, vector):
 def test_one_server_dry_run_starts_one_server(model_dir, vector):
     result = serve(*base(model_dir, vector), "--one-server", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert sum("api_server" in line for line in result.output.splitlines()) == 1
+    assert sum("vllm.entrypoints.cli.main serve" in line for line in result.output.splitlines()) == 1
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".json", ".safetensors", ".pt"])
@@ -177,7 +189,7 @@ def test_key_env_writes_references_and_one_server_lines_share_url_and_key(monkey
     keys, refs = make_keys(options, 1)
     assert keys == ["sb-kept-from-the-environment"] and refs == ["${STUDY_KEY_1}"]
     plan = plan_servers(options, _vectors(), keys, python="python")
-    lines = deployment_lines(plan, refs, "served")
+    lines = deployment_lines(plan, refs)
     assert [line["multiplier"] for line in lines] == ["-0.5", "0", "0.5"]
     assert {line["key"] for line in lines} == {"${STUDY_KEY_1}"} and len({line["url"] for line in lines}) == 1
     assert [line["extra_body"]["vllm_xargs"]["steer_multiplier"] for line in lines] == [-0.5, 0.0, 0.5]
@@ -190,3 +202,77 @@ def test_key_env_writes_references_and_one_server_lines_share_url_and_key(monkey
     loaded = load_deployments(tmp_path / "deployments.jsonl")
     assert [d.extra_body["vllm_xargs"]["steer_multiplier"] for d in loaded] == [-0.5, 0.0, 0.5]
     assert loaded[0].steering["layer"] == 3 and loaded[0].key_env_var == "STUDY_KEY_1"
+
+
+def test_served_model_name_is_the_folders_name_not_its_path(model_dir):
+    from steerbench.serve.plan import ServeOptions, deployment_lines, parse_multipliers, plan_servers
+
+    absolute = str(model_dir.resolve()) + "/"  # as a user types it, trailing slash and all
+    plan = plan_servers(ServeOptions(model=absolute, multipliers=parse_multipliers("0,1")), _vectors(), ["k1", "k2"],
+                        python="python")
+    assert plan.served_model == "model"
+    for server in plan.servers:
+        argv = list(server.argv)
+        assert argv[1:5] == ["-m", "vllm.entrypoints.cli.main", "serve", absolute]
+        assert argv[argv.index("--served-model-name") + 1] == "model"
+        assert "--model" not in argv
+    lines = deployment_lines(plan, None)
+    text = json.dumps(lines)
+    assert {line["model"] for line in lines} == {"model"} and {line["steering"]["model"] for line in lines} == {"model"}
+    assert str(model_dir.resolve()) not in text and "//" not in text.replace("http://", "")
+
+
+def test_hub_id_is_served_by_its_last_part_and_a_given_name_wins():
+    from steerbench.serve.plan import ServeOptions, parse_multipliers, plan_servers
+
+    hub = ServeOptions(model="HuggingFaceTB/SmolLM2-135M", multipliers=parse_multipliers("0"))
+    plan = plan_servers(hub, _vectors(), ["k"], python="python")
+    assert plan.served_model == "SmolLM2-135M" and plan.provenance["model"] == "HuggingFaceTB/SmolLM2-135M"
+    named = ServeOptions(model="HuggingFaceTB/SmolLM2-135M", multipliers=parse_multipliers("0"), served_model_name="smol")
+    argv = list(plan_servers(named, _vectors(), ["k"], python="python").servers[0].argv)
+    assert argv[argv.index("--served-model-name") + 1] == "smol" and argv.count("--served-model-name") == 1
+
+
+def test_shutdown_race_filter_quiets_only_the_expected_engine_dead_record():
+    import logging
+    import sys
+
+    from steerbench.serve.plugin import OUTPUT_HANDLER_FAILED, ShutdownRaceFilter
+
+    class EngineDeadError(Exception):
+        pass
+
+    def record(message: str, error: BaseException) -> logging.LogRecord:
+        try:
+            raise error
+        except BaseException:
+            return logging.LogRecord("vllm.v1.engine.async_llm", logging.ERROR, __file__, 1, message, (), sys.exc_info())
+
+    race = ShutdownRaceFilter(EngineDeadError)
+    before = record(OUTPUT_HANDLER_FAILED, EngineDeadError())
+    assert race.filter(before) and before.levelno == logging.ERROR and before.exc_info  # a real crash stays loud
+    race.stopping = True
+    other = record(OUTPUT_HANDLER_FAILED, ValueError("bug"))
+    assert race.filter(other) and other.levelno == logging.ERROR and other.exc_info
+    during = record(OUTPUT_HANDLER_FAILED, EngineDeadError())
+    assert race.filter(during) and during.levelno == logging.INFO and during.exc_info is None
+    assert "Traceback" not in logging.Formatter().format(during) and "48745" in during.getMessage()
+
+
+@pytest.mark.parametrize("given, timeout, stop_seconds", [((), "30", 50), (("--shutdown-timeout", "90"), "90", 110),
+                                                          (("--shutdown_timeout=0",), None, 20)])
+def test_servers_drain_on_sigterm_and_a_given_shutdown_timeout_wins(given, timeout, stop_seconds):
+    from steerbench.serve.plan import ServeOptions, parse_multipliers, plan_servers
+
+    options = ServeOptions(model="m", multipliers=parse_multipliers("0"), vllm_args=given)
+    (server,) = plan_servers(options, _vectors(), ["k"], python="python").servers
+    argv = list(server.argv)
+    assert sum(arg.replace("_", "-").startswith("--shutdown-timeout") for arg in argv) == 1
+    if timeout is not None:
+        assert argv[argv.index("--shutdown-timeout") + 1] == timeout
+    assert server.stop_seconds == stop_seconds
+
+
+def test_a_malformed_shutdown_timeout_is_one_error(model_dir, vector):
+    assert_one_error(serve(*base(model_dir, vector), "--dry-run", "--", "--shutdown-timeout", "soon"),
+                     "--shutdown-timeout", "whole seconds")

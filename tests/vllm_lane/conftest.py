@@ -19,8 +19,8 @@ from steerbench.sim.tiny_model import build_tiny_model
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None and importlib.util.find_spec("transformers") is not None
 LAYER = 1
-SERVE_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "128M", "--max-model-len", "512",
-              "--served-model-name", "tiny"]
+# No --served-model-name: the servers name the model by its folder (tiny), not by its absolute path.
+SERVE_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "128M", "--max-model-len", "512"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

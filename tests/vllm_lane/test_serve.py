@@ -47,6 +47,11 @@ def test_deployments_file_is_private_and_carries_provenance(fleets, vector_file)
             assert line["steering"] == {"model": line["steering"]["model"], "layer": LAYER,
                                         "vector_sha256": hashlib.sha256(vector_file.read_bytes()).hexdigest(),
                                         "normalized": False}
+        # named by the model folder's name, as GET /v1/models lists it: no absolute path
+        assert {line["model"] for line in lines} == {"tiny"} and lines[0]["steering"]["model"] == "tiny"
+        request = urllib.request.Request(lines[0]["url"] + "/models", headers={"Authorization": f"Bearer {lines[0]['key']}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert [model["id"] for model in json.load(response)["data"]] == ["tiny"]
     per_server, one = by_multiplier(fleets["per_server"]), by_multiplier(fleets["one_server"])
     assert len({line["url"] for line in per_server.values()}) == 3
     assert len({line["key"] for line in per_server.values()}) == 3
@@ -141,7 +146,8 @@ def test_run_and_aggregate_one_server_equals_per_server(fleets, lane_dir):
         frame = pd.read_csv(folder / "data.csv").set_index("multiplier").sort_index()
         assert list(frame["status"]) == ["success"] * 3 and list(frame["n_samples"]) == [12] * 3
         assert set(frame["steering_layer"]) == {LAYER}
-        assert set(frame["steering_model"]) == {served.lines()[0]["steering"]["model"]}
+        assert set(frame["steering_model"]) == {"tiny"}
+        assert set(frame["model"]) == {f"openai-api/steer_m{m}/tiny" for m in ("n1", "0", "1")}
         assert frame["steering_vector_sha256"].str.len().eq(64).all()
         frames[name] = frame
     assert frames["one_server"]["accuracy"].to_dict() == frames["per_server"]["accuracy"].to_dict()
@@ -174,6 +180,22 @@ def test_zz_sigterm_stops_every_process_and_frees_the_ports(fleets):
         assert "stopping" in served.output.read_text()
         assert [pid for pid in processes if alive(pid)] == []
         assert all(port_free(port) for port in served.ports)
+        assert_clean_server_logs(served)
+
+
+def assert_clean_server_logs(served: Served) -> None:
+    """A stop in the order vLLM expects (API server first, it stops its engine core) logs no error."""
+    logs = sorted(served.log_dir.glob("vllm-*.log"))
+    assert len(logs) == len(served.ports)
+    for log in logs:
+        text = log.read_text(errors="replace")
+        assert "[shutdown] API server: shutdown triggered" in text, log  # it saw the SIGTERM and shut down itself
+        assert "mode=drain" in text and "force killing" not in text, log  # its engine core stopped in time
+        shutdown = text.split("[shutdown] API server: shutdown triggered", 1)[1]
+        errors = [line for line in shutdown.splitlines() if ") ERROR " in line]
+        assert errors == [], f"{log}:\n" + "\n".join(errors)
+        for problem in ("Traceback", "leaked semaphore", "api_server` command is deprecated"):
+            assert problem not in text, f"{log}: {problem}\n" + text[-3000:]
 
 
 def test_zz_no_key_in_any_file_written(fleets, lane_dir):
@@ -219,3 +241,4 @@ def test_zzz_a_server_started_after_the_others_is_steered_its_own_way(lane_dir, 
             assert ask(line, prompt) == reference_tokens(tiny_model, vector_file, LAYER, 0.5, prompt, MAX_TOKENS)
     finally:
         assert later.stop() == 0
+    assert_clean_server_logs(later)

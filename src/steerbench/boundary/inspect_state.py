@@ -1,4 +1,4 @@
-"""Inspect's private state: the sample (and eval) a request belongs to, the log reader's context, a model's retry wait."""
+"""Inspect's private state: the sample (and eval) a request belongs to, the log reader's context, a model's retry wait and request name."""
 
 from __future__ import annotations
 
@@ -38,3 +38,9 @@ def set_retry_wait(model: Any, seconds: float) -> None:
 
     wait = wait_fixed(seconds)
     model.api.retry_wait = lambda: wait
+
+
+def send_model_name(model: Any, served_model: str) -> None:
+    """Send `served_model` as every request's "model" while Inspect names the model otherwise
+    (an OpenAI-compatible API sends the part of its name after the service by default)."""
+    model.api.service_model_name = lambda: served_model

@@ -22,6 +22,9 @@ def _gpus(value: str | None) -> tuple[str, ...]:
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.option("--model", required=True, help="Model folder (or a hub id already in the local cache).")
+@click.option("--served-model-name", default=None,
+              help="Name the servers give the model: requests ask for it, logs and CSVs show it. "
+                   "Default: the model folder's name, or the hub id's last part.")
 @click.option("--vector", "vector", required=True, type=click.Path(path_type=Path),
               help="Steering vector: .pt, .npy, .safetensors or .json; one [hidden] vector or per-layer vectors.")
 @click.option("--layer", type=int, default=None,
@@ -47,7 +50,7 @@ def _gpus(value: str | None) -> tuple[str, ...]:
               help="Seconds to wait for every server to answer.")
 @click.option("--dry-run", is_flag=True, help="Print the exact vLLM commands and environment (keys masked); start nothing.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
-def serve(model: str, vector: Path, layer: int | None, multipliers: str, normalize: bool, one_server: bool,
+def serve(model: str, served_model_name: str | None, vector: Path, layer: int | None, multipliers: str, normalize: bool, one_server: bool,
           host: str, port: int, out: Path, key_env: str | None, log_dir: Path, gpus: str | None,
           gpu_memory_utilization: float | None, tensor_parallel_size: int | None, startup_timeout: float,
           dry_run: bool, vllm_args: tuple[str, ...]) -> None:
@@ -71,6 +74,7 @@ def serve(model: str, vector: Path, layer: int | None, multipliers: str, normali
             model=model, multipliers=parse_multipliers(multipliers), host=host, port=port, one_server=one_server,
             key_env=key_env, gpus=_gpus(gpus), gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size, vllm_args=vllm_args, cpu_build=vllm_is_cpu_build(),
+            served_model_name=served_model_name,
         )
         request = ServeRequest(options, vector, layer, normalize, out, log_dir, dry_run, startup_timeout)
         code = run_session(request, say)

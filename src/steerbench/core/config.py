@@ -77,6 +77,21 @@ class Multiplier:
         return "steer_m" + self.label.replace("-", "n").replace(".", "p").replace("+", "")
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:/")
+
+
+def model_display_name(model: str) -> str:
+    """What logs, CSVs and reports call a served model. vLLM names a model by the path it was
+    started with, so a local path becomes its folder's name: no `//` and no home directory
+    reaches a file. A hub id (`org/name`) and any other plain name stay as they are."""
+    text = model.strip().replace("\\", "/")
+    is_path = text.startswith(("/", "~", "./", "../")) or text in (".", "..") or bool(_DRIVE.match(text))
+    if not is_path and "//" not in text:
+        return text
+    parts = [part for part in text.split("/") if part not in ("", ".", "..", "~")]
+    return parts[-1] if parts else "model"
+
+
 @dataclass(frozen=True)
 class Deployment:
     multiplier: Multiplier
@@ -306,6 +321,8 @@ def _check_steering(raw: Any, source: str, line: int) -> dict[str, Any] | None:
     unknown = sorted(set(raw) - STEERING_FIELDS)
     if unknown:
         raise ConfigError(source, f"has unknown field {unknown[0]!r} (allowed: {', '.join(sorted(STEERING_FIELDS))})", line, "steering")
+    if isinstance(raw.get("model"), str):  # provenance reaches the CSV and the report: no local path there
+        return {**raw, "model": model_display_name(raw["model"])}
     return raw
 
 

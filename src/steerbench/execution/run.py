@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from traceback import format_exc
 from typing import Any, Callable
 
-from ..core.config import Multiplier
+from ..core.config import Multiplier, model_display_name
 from ..core.paths import join_path
 from ..core.plan import Cell, Plan, connection_limits
 from ..logs.contract import STEERBENCH_METADATA, cell_metadata, steerbench_metadata
@@ -77,9 +77,10 @@ class RunResult:
 
 
 def inspect_model_name(multiplier: Multiplier, served_model: str) -> str:
-    """`openai-api/<provider per multiplier>/<served model>`: chat completions only, one
-    Inspect identity per endpoint; requests still carry the served model's name."""
-    return f"openai-api/{multiplier.provider}/{served_model}"
+    """`openai-api/<provider per multiplier>/<served model's display name>`: chat completions
+    only, one Inspect identity per endpoint. A served model named by a local path gets its
+    folder's name here (no `//`, no home directory in logs); requests still carry the served name."""
+    return f"openai-api/{multiplier.provider}/{model_display_name(served_model)}"
 
 
 # ---------------------------------------------------------------- inside a worker
@@ -258,6 +259,10 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
         config=GenerateConfig(max_connections=job.max_connections, extra_body=job.extra_body),
         memoize=False,
     )
+    if model_display_name(job.served_model) != job.served_model:
+        from ..boundary.inspect_state import send_model_name
+
+        send_model_name(model, job.served_model)
     redactor.guard_model(model)  # keys echoed in response bodies are masked before Inspect sees them
     journal = ReplayJournal(job.identity or job.url, job.shard)
     install_replay(model, journal)  # a re-run after a kill gets finished answers from here

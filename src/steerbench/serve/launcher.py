@@ -18,7 +18,7 @@ from pathlib import Path
 from .plan import KEY_ENV, ServeInputError, ServePlan, ServerSpec
 from .plugin import SETTINGS_ENV
 
-STOP_GRACE_SECONDS = 30.0
+LEFTOVER_SECONDS = 5.0  # for an engine core still exiting after its API server
 
 
 class ServeError(RuntimeError):
@@ -150,27 +150,41 @@ def _group_alive(pgid: int) -> bool:
     return any(group == pgid and state != "Z" for _, group, state in process_table().values())
 
 
-def stop_servers(running: list[RunningServer], grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM every server's process group, then SIGKILL what is left after `grace` seconds."""
+def stop_servers(running: list[RunningServer], grace: float | None = None) -> None:
+    """Stop each server as vLLM expects: SIGTERM to its API server only, which shuts its engine
+    core down itself (a SIGTERM to the whole group kills the engine core first, and the API server
+    then logs an EngineDeadError and leaked semaphores). Whatever is left of a server's process
+    group after `grace` seconds (default: the plan's stop_seconds; or LEFTOVER_SECONDS after its
+    API server exited) gets SIGKILL."""
+    if grace is None:
+        grace = max((server.spec.stop_seconds for server in running), default=0.0)
     for server in running:
-        try:
-            os.killpg(server.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+        else:  # the API server is gone already: nothing would stop what it started
+            _signal_group(server.process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for server in running:
-        while _group_alive(server.process.pid) and time.monotonic() < deadline:
-            server.process.poll()
+        try:
+            server.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        leftovers_deadline = min(deadline, time.monotonic() + LEFTOVER_SECONDS)
+        while _group_alive(server.process.pid) and time.monotonic() < leftovers_deadline:
             time.sleep(0.2)
         if _group_alive(server.process.pid):
-            try:
-                os.killpg(server.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _signal_group(server.process.pid, signal.SIGKILL)
         try:
             server.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def watch(running: list[RunningServer], stop: threading.Event) -> RunningServer | None:

@@ -13,8 +13,22 @@ from typing import Any
 from .plugin import REQUEST_FIELD, SETTINGS_ENV, SETTINGS_FORMAT
 from .vectors import SteeringVectors
 
-# Flags steerbench serve sets itself; given again after `--` they would silently fight ours.
-RESERVED_VLLM_FLAGS = ("--host", "--port", "--api-key", "--model", "--additional-config")
+# Flags steerbench serve sets itself; given again after `--` they would silently fight ours,
+# so each is refused with where to set it instead.
+RESERVED_VLLM_FLAGS = {
+    "--host": "use --host of steerbench serve",
+    "--port": "use --port of steerbench serve",
+    "--api-key": "steerbench serve makes one key per server (see --key-env)",
+    "--model": "use --model of steerbench serve",
+    "--served-model-name": "use --served-model-name of steerbench serve",
+    "--additional-config": "steerbench serve sets it to keep steering settings apart",
+}
+# vLLM's default (0) aborts on SIGTERM: its engine core is killed at once and the API server logs an
+# EngineDeadError and leaked semaphores. With a grace period it drains and stops its engine core itself.
+VLLM_SHUTDOWN_SECONDS = 30  # an idle CPU server takes about 15 s: its worker exits only on SIGTERM
+STOP_MARGIN_SECONDS = 20  # beyond vLLM's own grace, before what is left of a server gets SIGKILL
+# `vllm serve MODEL`: the supported entry point (python -m vllm.entrypoints.openai.api_server is deprecated)
+VLLM_CLI = ("-m", "vllm.entrypoints.cli.main", "serve")
 KEY_ENV = "VLLM_API_KEY"  # the key travels in the environment, not argv, so `ps` never shows it
 
 
@@ -62,6 +76,7 @@ class ServeOptions:
     tensor_parallel_size: int | None = None
     vllm_args: tuple[str, ...] = ()
     cpu_build: bool = False
+    served_model_name: str | None = None  # None: the model folder's (or hub id's) last part
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ class ServerSpec:
     settings_name: str
     argv: tuple[str, ...]
     env: dict[str, str] = field(repr=False)
+    stop_seconds: float = VLLM_SHUTDOWN_SECONDS + STOP_MARGIN_SECONDS  # after SIGTERM, before SIGKILL
 
     @property
     def url(self) -> str:
@@ -92,6 +108,7 @@ class ServePlan:
     servers: tuple[ServerSpec, ...]
     notes: tuple[str, ...]
     provenance: dict[str, Any]
+    served_model: str  # what requests ask for, and what logs and CSVs call the model
 
 
 def steering_settings(vectors: SteeringVectors, multiplier: float | None) -> dict[str, Any]:
@@ -112,9 +129,51 @@ def settings_digest(settings: dict[str, Any]) -> str:
 
 def _check_vllm_args(args: tuple[str, ...]) -> None:
     for arg in args:
+        if not arg.startswith("--"):
+            continue
         flag = arg.split("=", 1)[0]
-        if flag in RESERVED_VLLM_FLAGS:
-            raise ServeInputError(f"{flag} after `--`: steerbench serve sets it itself (use --host/--port of steerbench serve)")
+        reserved = flag.replace("_", "-")  # vLLM reads --served_model_name as --served-model-name
+        if reserved in RESERVED_VLLM_FLAGS:
+            raise ServeInputError(f"{flag} after `--`: steerbench serve sets it itself ({RESERVED_VLLM_FLAGS[reserved]})")
+
+
+def _given_shutdown_timeout(args: tuple[str, ...]) -> int | None:
+    """The --shutdown-timeout given after `--` (the user's choice wins), or None."""
+    for index, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag.replace("_", "-") != "--shutdown-timeout":
+            continue
+        if not value and index + 1 < len(args):
+            value = args[index + 1]
+        try:
+            seconds = int(value)
+        except ValueError:
+            raise ServeInputError(f"{flag} {value!r} after `--`: expected whole seconds") from None
+        if seconds < 0:
+            raise ServeInputError(f"{flag} {value!r} after `--`: expected whole seconds, 0 or more")
+        return seconds
+    return None
+
+
+def served_model_name(options: ServeOptions) -> str:
+    """The name the servers give the model. vLLM's default is the --model text, an absolute
+    path for a local folder: logs would then name the model by a path with the home directory."""
+    if options.served_model_name is not None:
+        name = options.served_model_name
+        if not name.strip() or name != name.strip() or any(c.isspace() for c in name):
+            raise ServeInputError(f"--served-model-name {name!r}: expected a name without spaces, e.g. SmolLM2-135M")
+        if name.startswith(("/", "~")) or "//" in name or "\\" in name:
+            raise ServeInputError(f"--served-model-name {name!r}: a name, not a path (it names the model in logs)")
+        return name
+    return model_label(options.model).rsplit("/", 1)[-1]
+
+
+def model_label(model: str) -> str:
+    """The model as provenance names it: a local folder by its name (never its path), a hub id whole."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return folder.resolve().name
+    return model.strip().rstrip("/") or model
 
 
 def _gpu_groups(options: ServeOptions) -> list[str]:
@@ -131,6 +190,8 @@ def plan_servers(
 ) -> ServePlan:
     """One server per multiplier, or one for all with --one-server. `keys` holds one key per server."""
     _check_vllm_args(options.vllm_args)
+    served_model = served_model_name(options)
+    shutdown_seconds = _given_shutdown_timeout(options.vllm_args)
     notes: list[str] = []
     groups = _gpu_groups(options)
     if options.cpu_build and (options.gpus or options.gpu_memory_utilization is not None or options.tensor_parallel_size):
@@ -141,7 +202,7 @@ def plan_servers(
     for index, multipliers in enumerate(batches):
         settings = steering_settings(vectors, None if options.one_server else multipliers[0].value)
         digest = settings_digest(settings)
-        argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", options.model,
+        argv = [python, *VLLM_CLI, options.model, "--served-model-name", served_model,
                 "--host", options.host, "--port", str(options.port + index),
                 # vLLM hashes additional_config into its compile-cache key: one key per steering setting.
                 "--additional-config", json.dumps({"steerbench_steering": digest[:16]}),
@@ -152,6 +213,8 @@ def plan_servers(
                 argv += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
             if options.tensor_parallel_size:
                 argv += ["--tensor-parallel-size", str(options.tensor_parallel_size)]
+        if shutdown_seconds is None:
+            argv += ["--shutdown-timeout", str(VLLM_SHUTDOWN_SECONDS)]
         argv += list(options.vllm_args)
         env = {"HF_HUB_OFFLINE": "1"} if Path(options.model).expanduser().is_dir() else {}
         # The per-request hook reads the V1 model runner's batch layout; pin that runner.
@@ -170,18 +233,19 @@ def plan_servers(
                 settings_name=f"steering-{options.port + index}.json",
                 argv=tuple(argv),
                 env=env,
+                stop_seconds=(VLLM_SHUTDOWN_SECONDS if shutdown_seconds is None else shutdown_seconds) + STOP_MARGIN_SECONDS,
             )
         )
     provenance = {
-        "model": options.model,
+        "model": model_label(options.model),
         "layer": vectors.layers[0] if len(vectors.layers) == 1 else vectors.layers,
         "vector_sha256": vectors.sha256,
         "normalized": vectors.normalized,
     }
-    return ServePlan(servers=tuple(servers), notes=tuple(notes), provenance=provenance)
+    return ServePlan(servers=tuple(servers), notes=tuple(notes), provenance=provenance, served_model=served_model)
 
 
-def deployment_lines(plan: ServePlan, key_refs: list[str] | None, served_model: str) -> list[dict[str, Any]]:
+def deployment_lines(plan: ServePlan, key_refs: list[str] | None) -> list[dict[str, Any]]:
     """deployments.jsonl: one line per multiplier, in the order given."""
     lines = []
     for index, server in enumerate(plan.servers):
@@ -190,7 +254,7 @@ def deployment_lines(plan: ServePlan, key_refs: list[str] | None, served_model: 
                 "multiplier": multiplier.label,
                 "url": server.url,
                 "key": key_refs[index] if key_refs else server.key,
-                "model": served_model,
+                "model": plan.served_model,
             }
             if server.settings["mode"] == "per_request":
                 # cache_salt keeps each multiplier's prefix-cache blocks apart: KV computed at m=0

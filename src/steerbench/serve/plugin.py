@@ -49,6 +49,7 @@ def register() -> None:
     settings = read_settings(Path(settings_path))
     _proof.path = proof_path(Path(settings_path))
     _patch_model_loader(settings)
+    _quiet_the_shutdown_race()
 
 
 def read_settings(path: Path) -> dict[str, Any]:
@@ -56,6 +57,49 @@ def read_settings(path: Path) -> dict[str, Any]:
     if settings.get("format") != SETTINGS_FORMAT:
         raise RuntimeError(f"{path}: steering settings of format {settings.get('format')!r}, expected {SETTINGS_FORMAT}")
     return settings
+
+
+OUTPUT_HANDLER_FAILED = "AsyncLLM output_handler failed."  # vLLM's own message, matched exactly
+
+
+class ShutdownRaceFilter(logging.Filter):
+    """vLLM (0.32 and others) stops the engine core in AsyncLLM.shutdown before it cancels its output
+    handler, which can then log the EngineDeadError the shutdown itself caused, with a traceback, on
+    a clean SIGTERM (vllm-project/vllm#48745). Once a shutdown has begun, that one record becomes an
+    INFO line without traceback; the same error at any other time is logged as vLLM logs it."""
+
+    def __init__(self, dead_error: type[BaseException]):
+        super().__init__()
+        self.dead_error = dead_error
+        self.stopping = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if self.stopping and record.msg == OUTPUT_HANDLER_FAILED and isinstance(error, self.dead_error):
+            record.msg = "output handler stopped by the shutdown (the EngineDeadError here is expected: vllm-project/vllm#48745)"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _quiet_the_shutdown_race() -> None:
+    try:
+        from vllm.v1.engine.async_llm import AsyncLLM
+        from vllm.v1.engine.exceptions import EngineDeadError
+    except ImportError:  # another vLLM layout: its logs stay as they are
+        return
+    original = AsyncLLM.shutdown
+    if getattr(original, "_steerbench_filter", None) is not None:
+        return
+    race = ShutdownRaceFilter(EngineDeadError)
+
+    def shutdown(self, *args, **kwargs):
+        race.stopping = True
+        return original(self, *args, **kwargs)
+
+    shutdown._steerbench_filter = race  # type: ignore[attr-defined]
+    AsyncLLM.shutdown = shutdown  # type: ignore[method-assign]
+    logging.getLogger("vllm.v1.engine.async_llm").addFilter(race)
 
 
 def _patch_model_loader(settings: dict[str, Any]) -> None:

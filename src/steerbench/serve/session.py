@@ -55,16 +55,6 @@ def vllm_is_cpu_build() -> bool:
         return False
 
 
-def served_model_name(options: ServeOptions) -> str:
-    args = list(options.vllm_args)
-    for index, arg in enumerate(args):
-        if arg == "--served-model-name" and index + 1 < len(args):
-            return args[index + 1]
-        if arg.startswith("--served-model-name="):
-            return arg.split("=", 1)[1]
-    return options.model
-
-
 def make_keys(options: ServeOptions, count: int) -> tuple[list[str], list[str] | None]:
     """One random key per server; with --key-env, a key already exported as PREFIX_i is kept."""
     if not options.key_env:
@@ -118,7 +108,7 @@ def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None
             running, request.startup_timeout, stop,
             lambda server, seconds: echo(f"  {server.spec.url} answers after {seconds:.0f} s"),
         )
-        lines = deployment_lines(plan, key_refs, served_model_name(request.options))
+        lines = deployment_lines(plan, key_refs)
         write_deployments(request.out, lines)
         if key_refs:
             env_file = request.out.with_name(request.out.name + ".env")
