@@ -1,6 +1,6 @@
 """Coverage of steerbench's 95% intervals and the error rates of its tests, by simulation.
 
-    python bench/coverage.py                 # the full table (~2-3 min on 2 cores)
+    python bench/coverage.py                 # the full table (~100 s of CPU)
     python bench/coverage.py --reps 500      # quicker, noisier
 
 For every p in {0, 0.02, 0.5, 0.98, 1} and n in {20, 40, 164, 1000} it draws --reps data sets

@@ -186,7 +186,7 @@ def harm_test(harm: np.ndarray, margin: float = DEFAULT_MARGIN, bounded: bool | 
     return NonInferiority(n, mean, se, t_cdf((mean - margin) / se, n - 1), T_TEST)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # a table is at most 301 x 301 floats (0.7 MB)
 def exact_ni_table(n: int, margin: float) -> np.ndarray:
     """The exact unconditional p-value of the non-inferiority test for every outcome: table[b, c] =
     max over the nuisance q of P(Z <= Z(b, c)) when P(harm = +1) = q + margin, P(harm = -1) = q,
