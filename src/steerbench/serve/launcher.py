@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .plan import KEY_ENV, ServeInputError, ServePlan, ServerSpec
-from .plugin import SETTINGS_ENV
+from .plugin import SETTINGS_ENV, proof_path
 
 LEFTOVER_SECONDS = 5.0  # for an engine core still exiting after its API server
 
@@ -86,6 +86,7 @@ def start_servers(plan: ServePlan, log_dir: Path) -> list[RunningServer]:
     for server in plan.servers:
         settings_path = log_dir / server.settings_name
         settings_path.write_text(json.dumps(server.settings))
+        proof_path(settings_path).unlink(missing_ok=True)  # an earlier session's proof proves nothing now
         log_path = log_dir / f"vllm-{server.port}.log"
         env = {**os.environ, **server.env, SETTINGS_ENV: str(settings_path.resolve()), KEY_ENV: server.key}
         with open(log_path, "w") as log:

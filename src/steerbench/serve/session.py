@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .launcher import (
+    RunningServer,
     ServeError,
     check_ports_free,
     start_servers,
@@ -26,6 +27,7 @@ from .launcher import (
 )
 from .model_info import read_model_shape
 from .plan import ServeOptions, ServePlan, deployment_lines, plan_servers
+from .selftest import SteeringNotActive, prove_steering
 from .vectors import load_vectors
 
 Echo = Callable[[str], None]
@@ -85,6 +87,19 @@ def _require_vllm() -> None:
         )
 
 
+def prove_every_server_steers(running: list[RunningServer], log_dir: Path) -> None:
+    """No `ready:` from a server that answers unsteered (serve.selftest says how it is told)."""
+    for server in running:
+        try:
+            prove_steering(server.spec.url, server.spec.key, server.spec.settings, log_dir / server.spec.settings_name)
+        except SteeringNotActive as problem:
+            raise ServeError(f"the vLLM server on port {server.spec.port} does not steer: {problem}. "
+                             f"Stopping every server; its log is {server.log_path}") from None
+        except (OSError, ValueError, KeyError) as problem:  # URLError is an OSError
+            raise ServeError(f"the steering probe to the vLLM server on port {server.spec.port} failed: {problem}; "
+                             f"see {server.log_path}") from None
+
+
 def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None) -> int:
     """Run the session; returns the exit code. Ctrl-C and SIGTERM stop every server it started."""
     plan, key_refs = build_plan(request)
@@ -108,6 +123,8 @@ def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None
             running, request.startup_timeout, stop,
             lambda server, seconds: echo(f"  {server.spec.url} answers after {seconds:.0f} s"),
         )
+        prove_every_server_steers(running, request.log_dir)
+        echo(f"  steering proven on {len(running)} server(s): the plugin's hook ran on a probe request")
         lines = deployment_lines(plan, key_refs)
         write_deployments(request.out, lines)
         if key_refs:
