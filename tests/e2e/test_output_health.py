@@ -308,6 +308,27 @@ def test_old_logs_without_health_still_aggregate_and_report(study, tmp_path: Pat
     assert not (tmp_path / "out" / "figures" / "output_health_by_multiplier.png").exists()
 
 
+def test_sidecars_of_the_word_4_gram_version_keep_three_columns(study, tmp_path: Path) -> None:
+    """Sidecars written before the character measure (version 1, word 4-grams) still aggregate:
+    truncated, empty and tokens as written; output_repetition empty, never the other measure."""
+    old = tmp_path / "v1"
+    shutil.copytree(study["root"] / "logs", old)
+    for sidecar in old.rglob("*.health.jsonl"):
+        lines = sidecar.read_text().splitlines()
+        header = json.loads(lines[0])
+        assert header["version"] == 2
+        header["version"], header["cell"]["output_repetition"] = 1, 0.123  # the old measure's value
+        sidecar.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    result = CliRunner().invoke(main, ["aggregate", "--log-root", str(old), "--output", str(tmp_path / "v1.csv")])
+    assert result.exit_code == 0, result.output
+    frame = frame_of(tmp_path / "v1.csv")
+    assert frame["output_repetition"].isna().all()
+    for row in frame.itertuples():
+        expected = expected_health(row.benchmark, row.subset, float(row.multiplier))
+        assert row.output_truncated_rate == pytest.approx(expected["output_truncated_rate"])
+        assert row.output_tokens_mean == pytest.approx(expected["output_tokens_mean"])
+
+
 def test_samples_inspect_reused_are_read_from_the_log(study, tmp_path: Path) -> None:
     """A resumed eval reuses samples the hook never saw: `complete` reads just those from the log."""
     from inspect_ai.log import read_eval_log
