@@ -39,6 +39,8 @@ def by_multiplier(served: Served) -> dict[str, dict]:
 def test_deployments_file_is_private_and_carries_provenance(fleets, vector_file):
     import hashlib
 
+    import numpy as np
+
     for served in fleets.values():
         assert os.stat(served.deployments).st_mode & 0o777 == 0o600
         lines = served.lines()
@@ -46,7 +48,8 @@ def test_deployments_file_is_private_and_carries_provenance(fleets, vector_file)
         for line in lines:
             assert line["steering"] == {"model": line["steering"]["model"], "layer": LAYER,
                                         "vector_sha256": hashlib.sha256(vector_file.read_bytes()).hexdigest(),
-                                        "normalized": False}
+                                        "normalized": False, "scale": "raw",
+                                        "vector_norm": pytest.approx(float(np.linalg.norm(np.load(vector_file))), abs=1e-5)}
         # named by the model folder's name, as GET /v1/models lists it: no absolute path
         assert {line["model"] for line in lines} == {"tiny"} and lines[0]["steering"]["model"] == "tiny"
         request = urllib.request.Request(lines[0]["url"] + "/models", headers={"Authorization": f"Bearer {lines[0]['key']}"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import aggregate, check, demo, multipliers, prefetch, report, run, serve, simulate, status
+from . import aggregate, check, demo, multipliers, prefetch, report, run, serve, simulate, status, vector
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +17,7 @@ def main() -> None:
     """Benchmark steered models across steering multipliers with Inspect."""
 
 
-for _module in (run, aggregate, report, demo, simulate, status, check, multipliers, prefetch, serve):
+for _module in (run, aggregate, report, demo, simulate, status, check, multipliers, prefetch, serve, vector):
     main.add_command(_module.command)
 
 

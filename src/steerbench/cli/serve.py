@@ -26,12 +26,17 @@ def _gpus(value: str | None) -> tuple[str, ...]:
               help="Name the servers give the model: requests ask for it, logs and CSVs show it. "
                    "Default: the model folder's name, or the hub id's last part.")
 @click.option("--vector", "vector", required=True, type=click.Path(path_type=Path),
-              help="Steering vector: .pt, .npy, .safetensors or .json; one [hidden] vector or per-layer vectors.")
+              help="Steering vector: .safetensors (as `steerbench vector` writes), .pt, .npy, .json; one [hidden] vector or "
+                   "per-layer vectors; or a library's file: repeng/llama.cpp .gguf control vector, steering-vectors "
+                   "SteeringVector or lm-eval steered .pt (see README, Vectors).")
 @click.option("--layer", type=int, default=None,
               help="Add the vector after this decoder layer (0-based; negative counts from the end). "
                    "With per-layer vectors: select one, or omit to use all.")
 @click.option("--multipliers", required=True, help="Comma-separated multipliers, e.g. -1.5,-1,-0.5,0,0.5,1,1.5.")
 @click.option("--normalize", is_flag=True, help="Scale each vector to unit norm first.")
+@click.option("--scale", type=click.Choice(["raw", "residual"]), default="raw", show_default=True,
+              help="residual: rescale each layer's vector to that layer's mean residual-stream norm (from the file's "
+                   "metadata, or measured on a few built-in prompts), so multiplier 1 adds a vector as long as ||h||.")
 @click.option("--one-server", is_flag=True,
               help="One server for every multiplier: each request carries its multiplier (vllm_xargs.steer_multiplier).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the servers listen on.")
@@ -50,7 +55,7 @@ def _gpus(value: str | None) -> tuple[str, ...]:
               help="Seconds to wait for every server to answer.")
 @click.option("--dry-run", is_flag=True, help="Print the exact vLLM commands and environment (keys masked); start nothing.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
-def serve(model: str, served_model_name: str | None, vector: Path, layer: int | None, multipliers: str, normalize: bool, one_server: bool,
+def serve(model: str, served_model_name: str | None, vector: Path, layer: int | None, multipliers: str, normalize: bool, scale: str, one_server: bool,
           host: str, port: int, out: Path, key_env: str | None, log_dir: Path, gpus: str | None,
           gpu_memory_utilization: float | None, tensor_parallel_size: int | None, startup_timeout: float,
           dry_run: bool, vllm_args: tuple[str, ...]) -> None:
@@ -76,7 +81,7 @@ def serve(model: str, served_model_name: str | None, vector: Path, layer: int | 
             tensor_parallel_size=tensor_parallel_size, vllm_args=vllm_args, cpu_build=vllm_is_cpu_build(),
             served_model_name=served_model_name,
         )
-        request = ServeRequest(options, vector, layer, normalize, out, log_dir, dry_run, startup_timeout)
+        request = ServeRequest(options, vector, layer, normalize, out, log_dir, dry_run, startup_timeout, scale)
         code = run_session(request, say)
     except (ServeInputError, ModelError, VectorError) as problem:
         error(f"error: {problem}")

@@ -24,6 +24,7 @@ PROVENANCE_COLUMNS = [
     "status", "completed_samples", "eval_name", "task_version", "model", "log_file",
     "started_at", "completed_at", "total_tokens",
     "steering_vector_sha256", "steering_layer", "steering_model",
+    "steering_scale", "steering_vector_norm", "steering_residual_norm", "steering_relative_norm",
 ]
 _FOLDER = re.compile(r"(?:^|/)([^/]+)/multiplier_([^/]+)/[^/]+$")
 
@@ -81,11 +82,17 @@ def _steering_columns(steering: dict[str, Any] | None) -> dict[str, Any]:
     """Provenance of `steerbench serve` deployments; empty for hand-written ones."""
     if not steering:
         return {}
-    layer = steering.get("layer")
+    def per_layer(value: Any) -> Any:  # one value per layer: "a;b" where several layers are steered
+        return ";".join(map(str, value)) if isinstance(value, list) else value
+
     return {
         "steering_vector_sha256": steering.get("vector_sha256", ""),
-        "steering_layer": ";".join(map(str, layer)) if isinstance(layer, list) else layer,
+        "steering_layer": per_layer(steering.get("layer")),
         "steering_model": steering.get("model", ""),
+        "steering_scale": steering.get("scale", ""),
+        "steering_vector_norm": per_layer(steering.get("vector_norm", "")),
+        "steering_residual_norm": per_layer(steering.get("residual_norm", "")),
+        "steering_relative_norm": per_layer(steering.get("relative_norm", "")),
     }
 
 

@@ -15,6 +15,7 @@ class ModelError(ValueError):
 class ModelShape:
     hidden_size: int
     num_layers: int
+    model_type: str = ""  # config.json's model_type (llama, qwen2, ...), as repeng's GGUF model_hint names it
 
 
 def _config_path(model: str) -> Path:
@@ -46,6 +47,7 @@ def read_model_shape(model: str) -> ModelShape:
     # Multimodal configs keep the language model's shape in text_config.
     text = config.get("text_config") or config
     try:
-        return ModelShape(hidden_size=int(text["hidden_size"]), num_layers=int(text["num_hidden_layers"]))
+        return ModelShape(hidden_size=int(text["hidden_size"]), num_layers=int(text["num_hidden_layers"]),
+                          model_type=str(text.get("model_type") or config.get("model_type") or ""))
     except (KeyError, TypeError, ValueError):
         raise ModelError(f"{config_path}: no hidden_size/num_hidden_layers in the model config") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .plugin import REQUEST_FIELD, SETTINGS_ENV, SETTINGS_FORMAT
-from .vectors import SteeringVectors
+from .vectors import SteeringVectors, norm_provenance, with_relative_norm
 
 # Flags steerbench serve sets itself; given again after `--` they would silently fight ours,
 # so each is refused with where to set it instead.
@@ -241,6 +241,7 @@ def plan_servers(
         "layer": vectors.layers[0] if len(vectors.layers) == 1 else vectors.layers,
         "vector_sha256": vectors.sha256,
         "normalized": vectors.normalized,
+        **norm_provenance(vectors),
     }
     return ServePlan(servers=tuple(servers), notes=tuple(notes), provenance=provenance, served_model=served_model)
 
@@ -263,6 +264,6 @@ def deployment_lines(plan: ServePlan, key_refs: list[str] | None) -> list[dict[s
                     "vllm_xargs": {REQUEST_FIELD: multiplier.value},
                     "cache_salt": f"steerbench-m{multiplier.label}",
                 }
-            line["steering"] = dict(plan.provenance)
+            line["steering"] = with_relative_norm(plan.provenance, multiplier.value)
             lines.append(line)
     return lines

@@ -10,9 +10,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
+
+import numpy as np
 
 from .launcher import (
     RunningServer,
@@ -28,7 +30,7 @@ from .launcher import (
 from .model_info import read_model_shape
 from .plan import ServeOptions, ServePlan, deployment_lines, plan_servers
 from .selftest import SteeringNotActive, prove_steering
-from .vectors import load_vectors
+from .vectors import SteeringVectors, VectorError, load_vectors, scale_to_residual
 
 Echo = Callable[[str], None]
 
@@ -43,6 +45,7 @@ class ServeRequest:
     log_dir: Path
     dry_run: bool = False
     startup_timeout: float = 900.0
+    scale: str = "raw"  # or "residual": each layer's vector as long as its mean residual-stream norm
 
 
 def vllm_is_cpu_build() -> bool:
@@ -71,12 +74,37 @@ def build_plan(request: ServeRequest) -> tuple[ServePlan, list[str] | None]:
     shape = read_model_shape(request.options.model)
     vectors = load_vectors(
         request.vector, hidden_size=shape.hidden_size, num_layers=shape.num_layers,
-        layer=request.layer, normalize=request.normalize,
+        layer=request.layer, normalize=request.normalize, model_type=shape.model_type,
     )
+    notes = [f"warning: {warning}" for warning in vectors.warnings]
+    if request.scale == "residual":
+        vectors, note = residual_scaled(request, vectors)
+        notes += [note] if note else []
+    if vectors.residual_norms and all(layer in vectors.residual_norms for layer in vectors.layers):
+        notes.append(f"steering ({vectors.scale} scale): " + "; ".join(
+            f"layer {layer} vector norm {np.linalg.norm(vectors.vectors[layer]):.4g}, mean residual norm "
+            f"{vectors.residual_norms[layer]:.4g}" for layer in vectors.layers))
     count = 1 if request.options.one_server else len(request.options.multipliers)
     keys, key_refs = make_keys(request.options, count)
     plan = plan_servers(request.options, vectors, keys, python=sys.executable)
-    return plan, key_refs
+    return replace(plan, notes=(*notes, *plan.notes)), key_refs
+
+
+def residual_scaled(request: ServeRequest, vectors: SteeringVectors) -> tuple[SteeringVectors, str | None]:
+    """--scale residual: norms from the file's metadata, or a short calibration pass in transformers."""
+    if request.normalize:
+        raise VectorError("--scale residual with --normalize: choose one (residual scaling sets each vector's norm itself)")
+    if all(layer in vectors.residual_norms for layer in vectors.layers):
+        return scale_to_residual(vectors, vectors.residual_norms, request.vector), None
+    from .extract import CALIBRATION_PROMPTS, ExtractionError, calibrate_residual_norms
+
+    try:
+        norms = calibrate_residual_norms(request.options.model, vectors.layers)
+    except ExtractionError as problem:
+        raise VectorError(f"{request.vector} records no residual-stream norms, and {problem}") from None
+    note = (f"note: {request.vector} records no residual-stream norms; measured over {len(CALIBRATION_PROMPTS)} "
+            f"built-in prompts: " + ", ".join(f"layer {layer} {norms[layer]:.4g}" for layer in vectors.layers))
+    return scale_to_residual(vectors, norms, request.vector), note
 
 
 def _require_vllm() -> None:
