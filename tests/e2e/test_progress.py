@@ -164,4 +164,19 @@ def test_a_slow_cell_never_repeats_a_line_and_its_eta_moves_between_samples(tmp_
     counts = [PROGRESS.match(line).groups() for line in progress]  # type: ignore[union-attr]
     same_count = [(a, b) for a, b in zip(counts, counts[1:]) if a[0] == b[0] and a[3] != "-"]
     assert same_count, progress  # no sample ended between these two lines...
-    assert all(a[3] != b[3] for a, b in same_count)  # ...and the ETA moved all the same
+    # ...and the ETA moved all the same: at a fixed count it is (total - done) x elapsed / done, so it
+    # grows by (total - done) / done seconds a second. It is printed in whole seconds, so only pairs
+    # where that is at least 1 s over the 0.5 s (or more) between lines must show it; none may go back.
+    etas = [(int(a[0]), int(a[1]), seconds(a[3]), seconds(b[3])) for a, b in same_count]
+    assert all(after >= before for _, _, before, after in etas), progress
+    visible = [(before, after) for done, total, before, after in etas if (total - done) / done * 0.5 >= 1]
+    assert visible and all(after > before for before, after in visible), progress
+
+
+def seconds(text: str) -> int:
+    """`duration`'s text back to seconds: "7 s", "4m 05s", "2h 03m"."""
+    if text.endswith(" s"):
+        return int(text[:-2])
+    big, small = text.split()
+    unit = 3600 if big.endswith("h") else 60
+    return int(big[:-1]) * unit + int(small[:-1]) * (60 if unit == 3600 else 1)

@@ -353,7 +353,7 @@ def _tradeoff_panel(ax: Any, analysis: Analysis, series: Series, points: dict[fl
 HEALTH_PANELS = (
     ("output_truncated_rate", "truncated (stopped at the token limit)", "share of samples", "truncated"),
     ("output_empty_rate", "empty answers", "share of samples", "empty"),
-    ("output_repetition", "repetition (repeated word 4-grams)", "mean share of 4-grams", None),
+    ("output_repetition", "repetition (characters in a 16-character stretch said twice before)", "mean share of characters", None),
     ("output_tokens_mean", "output tokens", "mean tokens per sample", None),
 )
 
@@ -461,7 +461,8 @@ CAPTIONS: dict[str, str] = {
                                   "uses only the k benchmarks that have that cell.",
     "output_health_by_multiplier": "The steered model's final answers at every multiplier, one line per benchmark: "
                                    "share truncated at the token limit (stop reason max_tokens or model_length), "
-                                   "share empty (whitespace only), mean share of repeated word 4-grams, mean output "
+                                   "share empty (whitespace only), mean share of characters in a 16-character stretch said twice "
+                                   "before (any text: emoji, code, whitespace), mean output "
                                    "tokens. Ringed: a truncated or empty share significantly above multiplier 0's "
                                    "(exact one-sided sign test over the same samples, Holm). A truncated share that "
                                    "rises with |m| is the usual sign of a degenerate model.",

@@ -250,7 +250,8 @@ family-wise error rate at {ALPHA:g}.</li>
 count of its benchmark. Scale: XSTest's refusal_rate is reported 0-100 and divided by 100 everywhere here.</li>
 <li><b>Output health.</b> From each sample's final steered answer (Sycophancy: the answer to the challenge), recorded
 during the run: truncated = stop reason max_tokens or model_length; empty = no text but whitespace; repetition =
-1 &minus; distinct / all word 4-grams (words: lowercased <code>\\w+</code> runs; 0 under 4 words); output tokens as
+the share of the answer's characters in a 16-character stretch it already said at least twice before (characters
+as they came: emoji, code and whitespace loops count; 0 under 16 characters); output tokens as
 the endpoint reported them. A truncated or empty share is flagged when it is significantly above multiplier 0's:
 exact one-sided sign test on the paired per-sample values (McNemar's exact test), Holm over every such test,
 &alpha; = {ALPHA:g}.</li>
