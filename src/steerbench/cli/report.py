@@ -20,15 +20,25 @@ from .output import error, print_flags, print_skipped, say
 @click.option("--margin", default=0.02, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Safe range: the largest harm from multiplier 0 that counts as none, on the 0-1 scale "
                    "(0.02 = 2 percentage points); safe_range.csv goes next to --csv.")
+@click.option("--compare", "compare", multiple=True, metavar="LABEL=LOG_ROOT",
+              help="Set several studies side by side (give it once per study, at least twice): "
+                   "compare.html, figures and CSVs with a study column go to --out; --log-root and --csv are not used.")
+@click.option("--axis", type=click.Choice(["multiplier", "relative-norm"]), default="multiplier", show_default=True,
+              help="With --compare: the x axis. relative-norm: |m·v| / residual norm from `steerbench serve`'s "
+                   "provenance, the unit that compares models, layers and vectors.")
 @planned_cell_files
 @friendly_errors
-def report(log_root: str, csv_path: str, out: str, margin: float, deployments: str, benchmarks: str) -> None:
+def report(log_root: str, csv_path: str, out: str, margin: float, compare: tuple[str, ...], axis: str,
+           deployments: str, benchmarks: str) -> None:
     """Figures, paired statistics, flags and a self-contained report.html from the logs."""
     from ..core.paths import is_remote, require_filesystem
     from ..core.plan import planned_cells
     from ..report.html import write_analysis
     from ..results.analysis import analyse
 
+    if compare or axis != "multiplier":
+        compare_studies(compare, out, margin, axis)
+        return
     require_filesystem(log_root)
     for name, path in (("--out", out), ("--csv", csv_path)):
         if is_remote(path):
@@ -47,6 +57,37 @@ def report(log_root: str, csv_path: str, out: str, margin: float, deployments: s
         say(f"left out the figure {name}: {reason}")
     say(f"wrote {files.html} (open it in a browser; it needs no network)")
     print_flags(analysis.flags, rows)
+
+
+def compare_studies(compare: tuple[str, ...], out: str, margin: float, axis: str) -> None:
+    """`report --compare`: every study checked before anything is written (report/compare.py)."""
+    from ..core.paths import is_remote, require_filesystem
+    from ..report.compare import Study, check_axis, parse_studies, write_comparison
+    from ..results.analysis import analyse
+
+    if not compare:
+        raise ConfigError("command line", "is only used with --compare", field="--axis")
+    if is_remote(out):
+        raise ConfigError("command line", "must be a local folder", field="--out")
+    studies = []
+    for label, root in parse_studies(compare):
+        require_filesystem(root)
+        if not is_remote(root) and not os.path.isdir(root.removeprefix("file://")):
+            raise ConfigError("command line", f"study {label!r}: no such log root {root}", field="--compare")
+        analysis = analyse(root, None, margin)
+        print_skipped(analysis.aggregate.skipped)
+        if not any(r.get("status") != "missing" for r in analysis.aggregate.rows):
+            raise ConfigError("command line", f"study {label!r}: no steerbench logs under {root}", field="--compare")
+        studies.append(Study(label, root, analysis))
+    check_axis(studies, axis)
+    files = write_comparison(studies, out, axis)
+    say(f"compared {len(studies)} studies: {', '.join(s.label for s in studies)}")
+    say(f"wrote {files.safe_range_csv}, {files.paired_csv}, {files.scores_csv}")
+    say(f"wrote {len(files.figures)} figures (PNG and PDF) to {os.path.join(out, 'figures')}")
+    for study in studies:
+        ranges = study.analysis.steering.ranges if study.analysis.steering else []
+        say(f"safe ranges, {study.label}: " + ("; ".join(f"{r.label} {r.lowest_safe} … {r.highest_safe}" for r in ranges) or "none"))
+    say(f"wrote {files.html} (open it in a browser; it needs no network)")
 
 
 command = report
