@@ -24,7 +24,7 @@ def demo_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "INSPECT_EVALS"))}
     completed = subprocess.run(
         [sys.executable, "-m", "steerbench.cli", "demo", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=out.parent,
+        capture_output=True, text=True, timeout=600, env=env, cwd=out.parent,
     )
     return out, completed
 
@@ -81,7 +81,7 @@ def test_demo_leaves_nothing_listening(demo_run):
 
 
 def test_demo_has_40_samples_a_benchmark_and_degenerates_along_its_documented_curve(demo_run):
-    from steerbench.sim.demo import DEMO_ROWS, degeneration
+    from steerbench.sim.demo import DEMO_MARGIN, DEMO_ROWS, degeneration
 
     out, _ = demo_run
     frame = pd.read_csv(out / "data" / "aggregated_inspect_logs.csv", dtype={"multiplier": str})
@@ -97,10 +97,12 @@ def test_demo_has_40_samples_a_benchmark_and_degenerates_along_its_documented_cu
             assert row.output_repetition > 0 and row.output_tokens_mean > at_zero["output_tokens_mean"].iloc[0]
     assert frame[frame["multiplier"].astype(float).abs() <= 0.5]["output_truncated_rate"].max() == 0
     # the report finds it: truncation flags at |m| = 1.5, capability benchmarks safe within exactly +-0.5
+    # at the demo's margin (40 samples cannot show the default 0.02: results/safe_range.py)
     page = (out / "outputs" / "report.html").read_text()
     assert "output truncated" in page and "Safe for every capability benchmark at once" in page
     ranges = pd.read_csv(out / "data" / "safe_range.csv", dtype={"lowest_safe": str, "highest_safe": str})
     capability = ranges[ranges["benchmark"].isin(CAPABILITY)]
     assert len(capability) == len(CAPABILITY)
     assert set(capability["lowest_safe"]) == {"-0.5"} and set(capability["highest_safe"]) == {"0.5"}
+    assert set(ranges["margin"]) == {DEMO_MARGIN}
     assert (out / "outputs" / "figures" / "output_health_by_multiplier.png").exists()
