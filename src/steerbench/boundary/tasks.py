@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextvars
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 def load_task_spec(eval_name: str, task_args: dict[str, Any]) -> list[Any]:

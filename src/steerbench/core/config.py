@@ -160,7 +160,7 @@ class _Number(float):
 
     text: str
 
-    def __new__(cls, text: str) -> "_Number":
+    def __new__(cls, text: str) -> _Number:
         obj = super().__new__(cls, float(text))
         obj.text = text
         return obj
@@ -259,7 +259,7 @@ def _check_url(raw: Any, source: str, line: int) -> str:
     if parts.username or parts.password:
         raise ConfigError(source, "must not contain credentials; put the key in the 'key' field", line, "url")
     try:
-        parts.port
+        _ = parts.port  # reading it raises ValueError on a port that is not a number in range
     except ValueError:
         raise ConfigError(source, "has an invalid port", line, "url") from None
     return raw.strip()
@@ -409,7 +409,7 @@ def load_benchmarks(path: Path | str) -> list[Benchmark]:
         if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 0):
             raise ConfigError(source, "must be a non-negative integer or null", line, "shots")
         grader = obj.get("grader")
-        if grader is not None and (not isinstance(grader, str) or "/" not in grader and grader != "self"):
+        if grader is not None and (not isinstance(grader, str) or ("/" not in grader and grader != "self")):
             raise ConfigError(source, "must be an Inspect model name such as \"anthropic/claude-3-7-sonnet-20250219\", or \"self\"", line, "grader")
         sandbox = obj.get("sandbox")
         if sandbox is not None and sandbox not in SANDBOXES:

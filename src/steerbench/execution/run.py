@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from dataclasses import dataclass, field
 from traceback import format_exc
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..core.config import Multiplier, model_display_name
 from ..core.paths import join_path
