@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ class Deployment:
         m = _ENV_REF.match(self.key_ref)
         return m.group(1) if m else None
 
-    def resolve_key(self, environ: dict[str, str] | None = None) -> str:
+    def resolve_key(self, environ: Mapping[str, str] | None = None) -> str:
         environ = os.environ if environ is None else environ
         var = self.key_env_var
         if var is None:
@@ -187,8 +188,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ConfigError(source, f"not valid UTF-8 ({e.reason} at byte {e.start})", line) from None
+        bad_line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(source, f"not valid UTF-8 ({e.reason} at byte {e.start})", bad_line) from None
     records: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -131,7 +131,7 @@ def refusing_network() -> Iterator[list[str]]:
     if not _hook_installed:
         sys.addaudithook(_refuse_network)  # cannot be removed: it does nothing outside this block
         _hook_installed = True
-    _refused = refused = []
+    _refused = refused = list[str]()
     try:
         yield refused
     finally:
