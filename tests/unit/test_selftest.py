@@ -88,7 +88,7 @@ def test_a_server_whose_probe_runs_the_hook_passes(settings_path: Path) -> None:
 def test_a_probe_that_never_reaches_the_hook_is_refused(settings_path: Path) -> None:
     installed(settings_path)
     for server in fake(settings_path, steers=False):
-        with pytest.raises(SteeringNotActive, match=r"ran without the steering hook.*--no-enforce-eager"):
+        with pytest.raises(SteeringNotActive, match="ran without the steering hook.*--no-enforce-eager"):
             prove_steering(server.url, KEY, PER_REQUEST, settings_path, settle_seconds=0.5)
 
 
@@ -104,7 +104,7 @@ def test_a_plugin_that_never_loaded_is_refused_naming_vllm_plugins(settings_path
 def test_the_v2_runner_is_refused_by_name(settings_path: Path) -> None:
     installed(settings_path, runner=V2_RUNNER)
     for server in fake(settings_path, steers=True):
-        with pytest.raises(SteeringNotActive, match=r"vllm\.v1\.worker\.gpu\.model_runner\.GPUModelRunner"):
+        with pytest.raises(SteeringNotActive, match="vllm.v1.worker.gpu.model_runner.GPUModelRunner"):
             prove_steering(server.url, KEY, PER_REQUEST, settings_path)
 
 
