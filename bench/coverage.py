@@ -32,7 +32,7 @@ import argparse
 import math
 import sys
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from steerbench.results.safe_range import EXACT_NI_MAX_N, exact_ni_table, tango_z  # noqa: E402
 from steerbench.results.exact import log_factorials, normal_cdf  # noqa: E402
-from steerbench.results.stats import mean_interval, paired_change, score_interval  # noqa: E402
+from steerbench.results.stats import mean_interval, paired_change  # noqa: E402
 
 PS = (0.0, 0.02, 0.5, 0.98, 1.0)
 NS = (20, 40, 164, 1000)
@@ -50,7 +50,7 @@ ALPHA = 0.05
 TARGET_COVERAGE = 0.93
 
 
-@lru_cache(maxsize=None)
+@cache
 def _binary_paired(up: int, down: int, n: int) -> tuple[float, float, float]:
     """(low, high, p) of a 0/1 paired change from its counts: the report's function, memoised."""
     # the first `down` samples go 1 -> 0, the next `up` go 0 -> 1, the rest stay 0

@@ -24,7 +24,7 @@ _PUBLIC = {
     "figures": ("steerbench.report.figures", None),
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["__version__", *_PUBLIC]  # noqa: PLE0604 (the keys of _PUBLIC are strings)
 
 
 def __getattr__(name: str) -> Any:

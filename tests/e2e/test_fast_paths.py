@@ -5,10 +5,7 @@ multiplier by default) keep every endpoint at or under --max-connections."""
 
 from __future__ import annotations
 
-import ast
-import inspect as pyinspect
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,8 +18,6 @@ import pytest
 from tests.helpers import REPO, TASKS_FILE, expected_accuracy, toy_benchmarks, toy_responder, write_jsonl
 
 from steerbench.sim.simulator import SimulatedEndpoint, SimulatedFleet
-from steerbench.tasks.source import NON_LITERAL, static_signature
-from steerbench.tasks.resolve import imported_signature
 
 STUDY_BENCHMARKS = REPO / "benchmarks.jsonl"
 

@@ -150,11 +150,11 @@ def test_key_rejected_mid_run_fails_the_cells_and_says_why(tmp_path: Path) -> No
         result = run_in_process(study)
         assert result.exit_code == 1, result.output
         for benchmark in BENCHMARKS:
-            line = next(l for l in result.output.splitlines() if l.startswith(benchmark))
+            line = next(row for row in result.output.splitlines() if row.startswith(benchmark))
             assert "error           0/4  4 of 4 samples failed, first: Error code: 401" in line, line
         assert endpoint.key not in result.output
         status = CliRunner().invoke(main, ["status", "--log-root", str(study["logs"])])
-        assert f"failed: Arithmetic at multiplier 0.0: 4 of 4 samples failed, first: Error code: 401" in status.output
+        assert "failed: Arithmetic at multiplier 0.0: 4 of 4 samples failed, first: Error code: 401" in status.output
     finally:
         endpoint.stop()
 

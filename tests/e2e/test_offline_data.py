@@ -32,7 +32,6 @@ from steerbench.sim.offline_data import (
     identify,
     prepare_offline_cache,
     respond,
-    samples,
     samples_of,
 )
 from tests.helpers import REPO, STUBS, send_json
@@ -90,7 +89,7 @@ class FakeOpenAI(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         self.thread.start()
         return self
 

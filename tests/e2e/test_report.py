@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any

@@ -13,7 +13,7 @@ from tests.helpers import all_bytes_under, expected_accuracy
 from steerbench.cli import main
 
 
-def run_cli(*args: str) -> "object":
+def run_cli(*args: str) -> object:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result
 

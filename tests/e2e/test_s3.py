@@ -99,7 +99,7 @@ def echo_key_once(endpoint, number: int) -> str | None:
 def test_run_resume_status_and_aggregate_straight_from_the_bucket(study_files, s3) -> None:
     bucket = make_bucket("steer-run")
     root = f"s3://{bucket}/study"
-    fleet, files = study_files
+    fleet, _files = study_files
     keys = [e.key for e in fleet.endpoints]
 
     first = CliRunner().invoke(main, ["run", "--all", "--workers", "1", "--log-root", root, "--benchmark", "Arithmetic"])

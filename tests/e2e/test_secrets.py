@@ -4,12 +4,9 @@ model-written code on this machine is an explicit, announced choice."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 

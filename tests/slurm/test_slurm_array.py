@@ -182,7 +182,8 @@ def start_simulator(env: dict[str, str]) -> Endpoints:
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**env, "PYTHONUNBUFFERED": "1"})
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+        # bound now: a retry rebinds `lines`, and this attempt's reader must not feed the next one's queue
+        threading.Thread(target=lambda out=process.stdout, sink=lines: [sink.put(line) for line in out], daemon=True).start()
         found, deadline = [], time.monotonic() + 60
         while len(found) < len(MULTIPLIERS) and time.monotonic() < deadline and process.poll() is None:
             with contextlib.suppress(queue.Empty):
@@ -326,7 +327,7 @@ def test_an_array_numbered_from_1_splits_the_grid_on_a_local_root(study: dict) -
     for i in ("1", "2"):
         assert f"steerbench shard {i}/2" in outputs[i]
     # every sample of every cell asked once, each of its own endpoint
-    assert study["endpoints"].requests() == {m: SAMPLES_PER_ENDPOINT for m in MULTIPLIERS}
+    assert study["endpoints"].requests() == dict.fromkeys(MULTIPLIERS, SAMPLES_PER_ENDPOINT)
     assert before == 0
     assert aggregate(study, str(study["root"] / "logs")) == expected_rows()
     note = os.environ.get("STEERBENCH_SLURM_DIR")
@@ -403,7 +404,7 @@ def test_an_array_on_s3_splits_the_grid_and_resumes(study: dict) -> None:
         assert code == 0, outputs
         assert all(t["ExitCode"] == "0:0" for t in tasks.values()), tasks
         after = study["endpoints"].requests()
-        assert {m: after[m] - before[m] for m in MULTIPLIERS} == {m: SAMPLES_PER_ENDPOINT for m in MULTIPLIERS}
+        assert {m: after[m] - before[m] for m in MULTIPLIERS} == dict.fromkeys(MULTIPLIERS, SAMPLES_PER_ENDPOINT)
         assert aggregate(study, env["STEERBENCH_LOG_ROOT"], env) == expected_rows()
         # resubmitting shard 1 of 2 on the bucket sends nothing
         code, job = sbatch("--array=1", "--cpus-per-task=1", "--mem=1G",

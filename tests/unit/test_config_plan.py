@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from tests.helpers import REPO, write_jsonl
@@ -64,7 +63,7 @@ def test_nonzero_shots_on_a_task_without_fewshot_is_an_error(tmp_path):
     path = write_jsonl(tmp_path / "b.jsonl", [
         {"name": "ARC", "eval_name": "inspect_evals/arc_easy", "category": "Reasoning", "shots": 5},
     ])
-    with pytest.raises(ConfigError, match="field 'shots'.*no few-shot parameter"):
+    with pytest.raises(ConfigError, match=r"field 'shots'.*no few-shot parameter"):
         resolve_benchmarks(load_benchmarks(path))
 
 
@@ -75,7 +74,7 @@ def test_unknown_task_and_unknown_argument(tmp_path):
     path = write_jsonl(tmp_path / "b.jsonl", [
         {"name": "X", "eval_name": "inspect_evals/xstest", "category": "C", "subsets": [{"subsett": "safe"}]},
     ])
-    with pytest.raises(ConfigError, match="field 'subsets\\[0\\]'.*no argument 'subsett'"):
+    with pytest.raises(ConfigError, match=r"field 'subsets\[0\]'.*no argument 'subsett'"):
         resolve_benchmarks(load_benchmarks(path))
 
 

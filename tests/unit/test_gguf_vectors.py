@@ -58,10 +58,10 @@ def test_direction_n_is_layer_n(tmp_path):
 
 
 def test_not_a_control_vector(tmp_path):
-    with pytest.raises(VectorError, match="general.architecture is 'llama': not a control vector"):
+    with pytest.raises(VectorError, match=r"general\.architecture is 'llama': not a control vector"):
         read_vector_file(control_vector(tmp_path / "model.gguf", architecture="llama"))
     write_gguf(tmp_path / "odd.gguf", {"general.architecture": "controlvector"}, {"token_embd.weight": np.ones(8, np.float32)})
-    with pytest.raises(VectorError, match="'token_embd.weight' is not a control vector direction"):
+    with pytest.raises(VectorError, match=r"'token_embd\.weight' is not a control vector direction"):
         read_vector_file(tmp_path / "odd.gguf")
     (tmp_path / "text.gguf").write_text("hello")
     with pytest.raises(VectorError, match="not a GGUF file"):

@@ -16,7 +16,6 @@ def test_remote_log_folders_have_no_journal() -> None:
 def test_shards_of_one_multiplier_keep_their_own_journals(tmp_path: Path) -> None:
     """Shards of one multiplier run side by side in one folder: one ending must not delete
     the journal the other is still writing."""
-    from steerbench.execution.replay import Answer
 
     url = "http://127.0.0.1:1/v1"
     first, second = ReplayJournal(url, (1, 2)), ReplayJournal(url, (2, 2))

@@ -253,7 +253,7 @@ def test_slopes_by_hand() -> None:
     assert slopes.negative.estimate == pytest.approx(0.25 / 2)
     assert (slopes.negative.low, slopes.negative.high) == pytest.approx(tuple(x / 2 for x in score_interval(1, 0, 4)))
     # a perfectly linear, shared effect still has an interval (it is only 4 samples)
-    linear = side_slopes({m: {s: 0.5 + 0.1 * m for s in "abcd"} for m in (0.0, 1.0, 2.0)}).positive
+    linear = side_slopes({m: dict.fromkeys("abcd", 0.5 + 0.1 * m) for m in (0.0, 1.0, 2.0)}).positive
     assert linear.estimate == pytest.approx(0.1) and linear.high - linear.low > 0.1
     # a side without multipliers, or without multiplier 0: no slope
     assert math.isnan(side_slopes({0.0: {"a": 1.0}, 1.0: {"a": 0.0}}).negative.estimate)

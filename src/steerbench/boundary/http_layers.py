@@ -8,7 +8,8 @@ ones it builds later are wrapped.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 def install_transport_layer(api: Any, layer: type, *args: Any) -> bool:

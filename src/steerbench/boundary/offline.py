@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 from pathlib import Path
+from typing import Any
 
 
 def disable_dataset_retries() -> list[str]:
@@ -36,7 +37,7 @@ def trust_gpqa_csv(sha256: str) -> list[str]:
     (steerbench's synthetic CSV), the module's pinned hash is set to it; a real or corrupted
     file is still handled as before.
     """
-    gpqa = importlib.import_module("inspect_evals.gpqa.gpqa")
+    gpqa: Any = importlib.import_module("inspect_evals.gpqa.gpqa")  # its pinned hash is set below
     path = Path(gpqa.GPQA_DIAMOND_CACHE_PATH)
     if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
         gpqa.GPQA_DIAMOND_DATASET_SHA256 = sha256

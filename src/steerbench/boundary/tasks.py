@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextvars
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
+from collections.abc import Callable
 
 
 def load_task_spec(eval_name: str, task_args: dict[str, Any]) -> list[Any]:
@@ -27,8 +28,8 @@ def find_task_function(eval_name: str) -> Callable[..., Any] | None:
         load_file_tasks(path.absolute())
         if not task_name:
             return None
-        return registry_lookup("task", task_name)
-    return registry_lookup("task", eval_name)
+        return cast("Callable[..., Any] | None", registry_lookup("task", task_name))
+    return cast("Callable[..., Any] | None", registry_lookup("task", eval_name))
 
 
 def as_active_model(model: Any, create: Callable[[], Any]) -> Any:

@@ -57,7 +57,7 @@ def duration(seconds: float | None) -> str:
     """3 s, 4m 05s, 2h 03m."""
     if seconds is None:
         return "-"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:

@@ -26,7 +26,7 @@ def simulate(multipliers: str, port: int) -> None:
     values = [parse_multiplier(m, "command line", None, "--multipliers") for m in multipliers.split(",") if m.strip()]
     endpoints = [SimulatedEndpoint(m.value, demo_responder, port=port + i) for i, m in enumerate(values)]
     try:
-        for endpoint, value in zip(endpoints, values):
+        for endpoint in endpoints:
             try:
                 endpoint.start()
             except OSError as e:

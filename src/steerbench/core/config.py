@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ class Deployment:
         m = _ENV_REF.match(self.key_ref)
         return m.group(1) if m else None
 
-    def resolve_key(self, environ: dict[str, str] | None = None) -> str:
+    def resolve_key(self, environ: Mapping[str, str] | None = None) -> str:
         environ = os.environ if environ is None else environ
         var = self.key_env_var
         if var is None:
@@ -160,7 +161,7 @@ class _Number(float):
 
     text: str
 
-    def __new__(cls, text: str) -> "_Number":
+    def __new__(cls, text: str) -> _Number:
         obj = super().__new__(cls, float(text))
         obj.text = text
         return obj
@@ -187,8 +188,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ConfigError(source, f"not valid UTF-8 ({e.reason} at byte {e.start})", line) from None
+        bad_line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(source, f"not valid UTF-8 ({e.reason} at byte {e.start})", bad_line) from None
     records: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -259,7 +260,7 @@ def _check_url(raw: Any, source: str, line: int) -> str:
     if parts.username or parts.password:
         raise ConfigError(source, "must not contain credentials; put the key in the 'key' field", line, "url")
     try:
-        parts.port
+        _ = parts.port  # reading it raises ValueError on a port that is not a number in range
     except ValueError:
         raise ConfigError(source, "has an invalid port", line, "url") from None
     return raw.strip()
@@ -409,7 +410,7 @@ def load_benchmarks(path: Path | str) -> list[Benchmark]:
         if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 0):
             raise ConfigError(source, "must be a non-negative integer or null", line, "shots")
         grader = obj.get("grader")
-        if grader is not None and (not isinstance(grader, str) or "/" not in grader and grader != "self"):
+        if grader is not None and (not isinstance(grader, str) or ("/" not in grader and grader != "self")):
             raise ConfigError(source, "must be an Inspect model name such as \"anthropic/claude-3-7-sonnet-20250219\", or \"self\"", line, "grader")
         sandbox = obj.get("sandbox")
         if sandbox is not None and sandbox not in SANDBOXES:

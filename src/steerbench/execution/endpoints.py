@@ -96,7 +96,7 @@ def resolve_keys(deployments: list[Deployment]) -> dict[float, str]:
 
 
 def require_served_models(statuses: list[EndpointStatus]) -> dict[float, str]:
-    problems = [s.problem for s in statuses if not s.ok]
+    problems = [s.problem or "failed" for s in statuses if not s.ok]
     if problems:
         raise PreflightError(problems)
     return {s.deployment.multiplier.value: s.served_model for s in statuses if s.served_model}

@@ -29,7 +29,8 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from ..core.cells import cell_label
 from ..core.config import Benchmark, load_benchmarks
@@ -130,7 +131,7 @@ def refusing_network() -> Iterator[list[str]]:
     if not _hook_installed:
         sys.addaudithook(_refuse_network)  # cannot be removed: it does nothing outside this block
         _hook_installed = True
-    _refused = refused = []
+    _refused = refused = list[str]()
     try:
         yield refused
     finally:
@@ -180,7 +181,7 @@ def check_in_child(loads: list[TaskToLoad], trust_gpqa_sha256: str | None = None
     with tempfile.TemporaryDirectory(prefix="steerbench-prefetch-") as folder:
         request, answer = Path(folder) / "loads.json", Path(folder) / "statuses.json"
         request.write_text(json.dumps({"loads": [asdict(load) for load in loads], "trust_gpqa_sha256": trust_gpqa_sha256}))
-        env = {**os.environ, **{name: "1" for name in OFFLINE_SWITCHES}}
+        env = {**os.environ, **dict.fromkeys(OFFLINE_SWITCHES, "1")}
         proc = subprocess.run([sys.executable, "-m", "steerbench.execution.prefetch", str(request), str(answer)],
                               env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not answer.exists():

@@ -282,7 +282,7 @@ class Watcher:
         self._thread = threading.Thread(target=self._loop, name="steerbench-progress", daemon=True)
         self._started = time.time()
 
-    def __enter__(self) -> "Watcher":
+    def __enter__(self) -> Watcher:
         self._thread.start()
         return self
 

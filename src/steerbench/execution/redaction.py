@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import io
@@ -86,7 +87,7 @@ class Redactor:
         _atomic_write(path, masked)
         return True
 
-    def masked_log(self, name: str, data: bytes) -> bytes | None:
+    def masked_log(self, name: str, data: builtins.bytes) -> builtins.bytes | None:  # `bytes` is a method here
         """A log's bytes (.json, or .eval zip) with every key masked; None when it holds no key."""
         if name.endswith(".json"):
             return self.bytes(data) if self.contains_secret(data) else None
@@ -118,7 +119,7 @@ class Redactor:
         except FileNotFoundError:
             return []
         since_ms = (self.started - REMOTE_CLOCK_SKEW) * 1000
-        scrubbed = []
+        scrubbed: list[str] = []
         for entry in entries:
             if entry.type != "file" or not entry.name.endswith((".eval", ".json")):
                 continue

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from dataclasses import dataclass, field
 from traceback import format_exc
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..core.config import Multiplier, model_display_name
 from ..core.paths import join_path
@@ -214,7 +215,7 @@ def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], re
         tracker.close_folder()
         redactor.scrub_logs(log_dir)
     journal.close(finished=True)  # the logs now hold every finished sample
-    by_label: dict[tuple[str, str], Any] = {}
+    by_label: dict[tuple[str | None, str | None], Any] = {}
     for log in logs:
         meta = steerbench_metadata(log) or {}
         by_label[(meta.get("benchmark"), meta.get("subset"))] = log
@@ -312,7 +313,7 @@ def complete_cells(log_dir: str, cells: list[Cell]) -> set[str]:
     from ..logs.headers import read_log_headers
 
     locations = sorted(str(path) for path in folder.glob("*.eval"))
-    latest: dict[tuple[str, str], Any] = {}
+    latest: dict[tuple[str | None, str], Any] = {}
     for log in read_log_headers(locations):
         meta = None if isinstance(log, Exception) else steerbench_metadata(log)
         if meta:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from ..core.plan import Cell
@@ -33,7 +33,7 @@ def explain(message: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def error_log(cell: Cell, model: str, message: str, detail: str, metadata: dict[str, Any]) -> Any:
@@ -66,7 +66,7 @@ def write_error_logs(log_dir: str, cells: list[Cell], model: str, message: str, 
 
     locations = []
     for cell in cells:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S+00-00")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S+00-00")
         name = f"{stamp}_{cell.eval_name.split('/')[-1]}_steerbench-error-{secrets.token_hex(6)}.eval"
         location = f"{log_dir.rstrip('/')}/{name}"
         write_eval_log(error_log(cell, model, message, detail, metadata_of(cell)), location)

@@ -195,8 +195,7 @@ def health_figure(studies: Sequence[Study], axis: str) -> Any:
                 positions = axis_values(study.analysis, axis)
                 xs, ys = [], []
                 for value in study.analysis.multipliers:
-                    numbers = [_health(study, key, value, column) for key in shared]
-                    numbers = [n for n in numbers if n is not None]
+                    numbers = [n for key in shared if (n := _health(study, key, value, column)) is not None]
                     if value in positions and numbers:
                         xs.append(positions[value])
                         ys.append(sum(numbers) / len(numbers))

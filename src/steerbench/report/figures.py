@@ -51,10 +51,11 @@ def _status(analysis: Analysis, series: Series, value: float) -> str:
 
 def _multiplier_legend(figure: Figure, analysis: Analysis, series: list[Series], bars: bool = False) -> None:
     """Multipliers, then 'missing' and 'flagged' when the series drawn have such cells."""
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = []
+    handles: list[Artist] = []
     for value, style in _styles(analysis).items():
         label = f"m = {analysis.multipliers[value]}"
         if bars:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.cells import cell_label
+from ..core.cells import CellKey, cell_label
 from ..results.analysis import BASELINE, SCORES_CSV, Analysis, metric_label
 from ..results.flags import KINDS, SUSPICIOUS_FACTOR, Flag
 from ..results.safe_range import DEFAULT_MARGIN, HIGHER_IS_WORSE
@@ -37,7 +37,7 @@ class ReportFiles:
 
 
 def write_report(log_root: str, csv: str | Path = "data/aggregated_inspect_logs.csv", out: str | Path = "outputs",
-                 planned: list[tuple[str, str, str, str]] | None = None, title: str = TITLE,
+                 planned: list[CellKey] | None = None, title: str = TITLE,
                  simulated: bool = False, margin: float = DEFAULT_MARGIN) -> Path:
     """Everything `steerbench report` writes, in one call; returns the path of report.html.
     planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""

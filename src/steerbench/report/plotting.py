@@ -82,7 +82,7 @@ def styled() -> Iterator[None]:
     """Draw inside this context so that every figure shares STYLE."""
     import matplotlib
 
-    with matplotlib.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):  # type: ignore[arg-type]  # its stubs want each key as a Literal
         yield
 
 

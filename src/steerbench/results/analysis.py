@@ -13,7 +13,7 @@ import math
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -324,7 +324,7 @@ def provenance(log_root: str, headers: Sequence[Any], result: Aggregate) -> Prov
     by_multiplier = lambda d: dict(sorted(d.items(), key=lambda kv: multiplier_sort_key(kv[0])))  # noqa: E731
     return Provenance(
         log_root=log_root,
-        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         first_started=started[0] if started else "",
         last_completed=completed[-1] if completed else "",
         logs=len(done),

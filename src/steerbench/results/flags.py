@@ -85,12 +85,12 @@ def _present(row: dict[str, Any]) -> bool:
 def row_estimate(row: dict[str, Any], metric: Metric) -> CellEstimate | None:
     """A cell's estimate from its CSV row: the log's own stderr, else a binomial one."""
     column = metric.column(row)
-    value = row.get(column) if column else None
+    value: Any = row.get(column) if column else None
     if row.get("status") != "success" or not _finite(value):
         return None
     fraction = float(value) / metric.scale
     n = int(row.get("completed_samples") or row.get("n_samples") or 0)
-    stderr = row.get(metric.stderr_column) if metric.stderr_column else None
+    stderr: Any = row.get(metric.stderr_column) if metric.stderr_column else None
     if _finite(stderr):
         se = float(stderr)
     else:

@@ -227,7 +227,7 @@ class NormAccumulator:
     since in many models its norm is tens of times every other token's."""
 
     def __init__(self, layers: Sequence[int]) -> None:
-        self.sums = {layer: 0.0 for layer in layers}
+        self.sums = dict.fromkeys(layers, 0.0)
         self.tokens = 0
 
     def add(self, outputs: dict[int, np.ndarray]) -> None:

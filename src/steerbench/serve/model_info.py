@@ -30,7 +30,7 @@ def _config_path(model: str) -> Path:
     try:  # a hub id is accepted only when it is already in the local cache: serve never downloads
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
-        try_to_load_from_cache = None
+        try_to_load_from_cache = None  # type: ignore[assignment]  # huggingface_hub is optional
     if try_to_load_from_cache is not None and "/" in model and not model.startswith((".", "/", "~")):
         cached = try_to_load_from_cache(model, "config.json")
         if isinstance(cached, str):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .offline_data.responder import samples_of
-from .simulator import SIMULATOR_NOTICE, SimulatedEndpoint, SimulatedFleet, message_text
+from .simulator import SIMULATOR_NOTICE, SimulatedEndpoint, SimulatedFleet
 
 DEMO_MULTIPLIERS = [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
 GRADER_SERVICE = "simgrader"  # Inspect reads SIMGRADER_BASE_URL and SIMGRADER_API_KEY

@@ -119,7 +119,7 @@ class SimulatedEndpoint:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/"
 
-    def start(self) -> "SimulatedEndpoint":
+    def start(self) -> SimulatedEndpoint:
         handler = _make_handler(self)
         self._server = _Server(("127.0.0.1", self._requested_port), handler)
         self._server.daemon_threads = True
@@ -324,7 +324,7 @@ class SimulatedFleet:
     def __init__(self, multipliers: list[float], responder: Responder, **endpoint_args: Any):
         self.endpoints = [SimulatedEndpoint(m, responder, **endpoint_args) for m in multipliers]
 
-    def __enter__(self) -> "SimulatedFleet":
+    def __enter__(self) -> SimulatedFleet:
         for endpoint in self.endpoints:
             endpoint.start()
         return self

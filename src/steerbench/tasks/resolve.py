@@ -111,4 +111,4 @@ def check_shots(bench: Benchmark, sig: TaskSignature) -> None:
         )
 
 
-__all__ = ["TaskSignature", "fewshot_default", "resolve_benchmarks", "task_signature", "check_shots"]
+__all__ = ["TaskSignature", "check_shots", "fewshot_default", "resolve_benchmarks", "task_signature"]

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -89,7 +89,7 @@ def load_jsonl(name: str) -> tuple[dict[str, Any], ...]:
     return _load_jsonl(name, _rows_wanted)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_json(name: str, rows: int) -> dict[str, Any]:
     doc = json.loads(data_bytes(name).decode("utf-8"))
     for split, rows_of_split in list(doc.items()):
@@ -98,7 +98,7 @@ def _load_json(name: str, rows: int) -> dict[str, Any]:
     return doc
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_jsonl(name: str, rows: int) -> tuple[dict[str, Any], ...]:
     lines = data_bytes(name).decode("utf-8").splitlines()
     found = [json.loads(line) for line in lines if line.strip()]

@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import uuid
-from functools import lru_cache
+from functools import cache
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,10 @@ def _inspect_evals_dir() -> Path | None:
     spec = importlib.util.find_spec("inspect_evals")
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_constants(relative_file: str) -> dict[str, Any]:
     """Module-level constants of an inspect_evals source file, read without importing it
     (importing task modules pulls in all of Inspect and freezes INSPECT_EVALS_CACHE_DIR)."""
