@@ -41,6 +41,7 @@ class LogHeader:
     created: str
     row: dict[str, Any]
     error: str | None = None  # first line of the log's error, if it has one
+    adaptive: dict[str, Any] | None = None  # one batch of an adaptive study: its positions and settings
 
     @property
     def key(self) -> CellKey:
@@ -129,7 +130,8 @@ def header_of(log: Any, location: str) -> LogHeader | None:
         "total_tokens": sum(u.total_tokens for u in usage.values()) if usage else 0,
         **_steering_columns((meta or {}).get("steering")),
     }
-    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, log_error(log)[0])
+    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, log_error(log)[0],
+                     (meta or {}).get("adaptive"))
 
 
 def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
