@@ -173,6 +173,12 @@ def print_status(status: Any, out: Out = say) -> None:
         if cell.state == "failed":
             out(f"failed: {cell.key.where}: {cell.error}")
     for cell in status.cells:
+        if cell.adaptive_state not in (None, "baseline"):
+            interval = "" if cell.adaptive_low is None else \
+                f", mean paired harm in [{cell.adaptive_low:+.4f}, {cell.adaptive_high:+.4f}]"
+            out(f"adaptive: {cell.key.where}: {cell.adaptive_state}, {cell.adaptive_samples}/"
+                f"{cell.adaptive_population or '?'} samples{interval} ({cell.adaptive_reason})")
+    for cell in status.cells:
         if cell.state == "running" and cell.done is not None:
             out(f"running: {cell.key.where}: {cell.done}/{cell.total_samples} samples, {rate_text(cell.rate)}, "
                 f"ETA {duration(cell.eta_seconds)}{trouble(cell)}")

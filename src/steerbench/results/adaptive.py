@@ -220,3 +220,72 @@ def _judge_cell(base: dict[str, Any], baseline: dict[str, float], other: dict[st
         state = OPEN
     return AdaptiveCell(state=state, n_pairs=n, harm=mean, low=low, high=high, decided_after=decided_after,
                         reason=REASONS[state], **base)
+
+
+# ---------------------------------------------------------------- one aggregate row per adaptive cell
+
+ADAPTIVE_COLUMNS = ["adaptive_state", "adaptive_samples", "adaptive_population", "adaptive_harm", "adaptive_low",
+                    "adaptive_high", "adaptive_alpha", "adaptive_reason", "batch_logs"]
+_NOT_MERGED = {"benchmark", "subset", "multiplier", "category", "n_samples", "status", "completed_samples",
+               "eval_name", "task_version", "model", "log_file", "started_at", "completed_at", "total_tokens"}
+
+
+def merged_rows(headers: Sequence[LogHeader]) -> list[dict[str, Any]]:
+    """One CSV row per adaptive cell, its successful batches merged: sample counts and tokens add
+    up, each metric is the sample-weighted mean of its batches' (the mean over the merged samples),
+    and the stderr columns are left empty (the report computes intervals from the merged samples).
+    The cell's state and anytime-valid interval go in the adaptive_* columns; log_file is its
+    latest batch (for the health sidecar), batch_logs all of them, ';'-separated."""
+    study = judge("", headers)
+    by_log = {str(h.row["log_file"]): h for h in headers}
+    latest: dict[Ident, LogHeader] = {}
+    for h in sorted(headers, key=lambda h: h.created):
+        if h.adaptive:
+            latest[(h.benchmark, h.subset, multiplier_sort_key(h.multiplier))] = h
+    rows = []
+    for ident, cell in study.cells.items():
+        used = [by_log[f].row for f in cell.log_files]
+        row = _merge(used) if used else dict(latest[ident].row)
+        row.update({
+            "adaptive_state": cell.state, "adaptive_samples": cell.done, "adaptive_population": cell.population,
+            "adaptive_harm": _number(cell.harm), "adaptive_low": _number(cell.low), "adaptive_high": _number(cell.high),
+            "adaptive_alpha": study.settings.get("alpha"), "adaptive_reason": cell.reason,
+            "batch_logs": ";".join(cell.log_files),
+        })
+        rows.append(row)
+    return rows
+
+
+def _merge(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    weights = [float(r.get("completed_samples") or 0) for r in rows]
+    merged = dict(rows[-1])
+    for column in {c for r in rows for c in r} - _NOT_MERGED:
+        values = [r.get(column) for r in rows]
+        if "stderr" in column:
+            merged[column] = None
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and sum(weights):
+            merged[column] = sum(w * float(v) for w, v in zip(weights, values)) / sum(weights)
+    merged["n_samples"] = sum(int(r.get("n_samples") or 0) for r in rows)
+    merged["completed_samples"] = sum(int(r.get("completed_samples") or 0) for r in rows)
+    merged["total_tokens"] = sum(int(r.get("total_tokens") or 0) for r in rows)
+    merged["started_at"] = min(str(r.get("started_at") or "") for r in rows)
+    merged["completed_at"] = max(str(r.get("completed_at") or "") for r in rows)
+    merged["status"] = "success"
+    return merged
+
+
+def merge_health(batch_rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """The output-health columns of a cell from its batches' (each weighted by its samples)."""
+    from .health import HEALTH_COLUMNS
+
+    merged: dict[str, float | None] = {}
+    for column in HEALTH_COLUMNS:
+        pairs = [(float(r.get("completed_samples") or 0), r.get(column)) for r in batch_rows]
+        pairs = [(w, float(v)) for w, v in pairs if isinstance(v, (int, float)) and math.isfinite(float(v))]
+        total = sum(w for w, _ in pairs)
+        merged[column] = sum(w * v for w, v in pairs) / total if pairs and total else None
+    return merged
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
