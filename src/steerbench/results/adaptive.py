@@ -205,8 +205,9 @@ def _judge_cell(base: dict[str, Any], baseline: dict[str, float], other: dict[st
         return AdaptiveCell(state=state, n_pairs=n, harm=mean,
                             reason="per-sample values outside [0, 1]: no confidence sequence", **base)
     margin, precision, alpha = float(settings["margin"]), float(settings["precision"]), float(settings["alpha"])
-    sequence = confidence_sequence(to_unit(np.clip(harm, -1, 1)), max(population or n, n), alpha,
-                                   threshold=(margin + 1) / 2)
+    # i.i.d. draws (population None): the report's estimand, so an exhausted cell is judged there
+    # exactly as a full sweep's (results.confseq)
+    sequence = confidence_sequence(to_unit(np.clip(harm, -1, 1)), None, alpha, threshold=(margin + 1) / 2)
     low, high = from_unit(sequence.low), from_unit(sequence.high)
     crossings = [(t, s) for t, s in ((sequence.below_at, NON_INFERIOR), (sequence.above_at, HARMFUL)) if t is not None]
     decided_after = None

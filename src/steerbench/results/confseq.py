@@ -1,13 +1,21 @@
-"""Anytime-valid confidence sequences for the mean of a bounded, finite list taken in random order.
+"""Anytime-valid confidence sequences for the mean of bounded values drawn one at a time.
 
 Used by adaptive studies (steerbench.results.adaptive) to stop a cell as soon as its answer is
 clear, without inflating the error rate. Pure numpy.
 
-Setting. A benchmark of N samples is taken in a uniformly random order (a seeded permutation,
+Setting. A benchmark's samples are taken in a uniformly random order (a seeded permutation,
 core.adaptive). For one cell the paired harm d_i = x_i(0) - x_i(m) (or its negative, per the
-metric's harm direction) lies in [-1, 1]; it is mapped to y_i = (d_i + 1) / 2 in [0, 1]. The
-estimand is the benchmark's own mean mu = (1/N) sum y_i (the number the full sweep measures), and
-the randomness is the order alone: sampling without replacement (WoR), no model of the samples.
+metric's harm direction) lies in [-1, 1]; it is mapped to y_i = (d_i + 1) / 2 in [0, 1].
+
+Two estimands, one method:
+- population=None (what adaptive studies use): the benchmark's samples are i.i.d. draws from a
+  population of questions, and mu is that population's mean harm. This is the estimand of the
+  report's paired tests (Tango, McNemar), so an adaptive study and a full sweep answer the same
+  question; a uniformly random order of i.i.d. samples is again i.i.d., so the draws in the
+  study's order are i.i.d. with mean mu. Here m_t(m) = m.
+- population=N: mu is the mean of the N values themselves (sampling without replacement, the
+  order the only randomness); m_t(m) below is the mean of the undrawn values. At t = N the
+  interval is the exact mean.
 
 Method: betting (Waudby-Smith & Ramdas 2023, "Estimating means of bounded random variables by
 betting", JRSS-B, sections 4 and 6: predictable plug-in bets, without-replacement means). For a
@@ -31,9 +39,8 @@ data-dependent time, so looking after every batch and stopping early costs nothi
 non-increasing in m and K-_t(m) non-decreasing (each factor is), so the sets are intervals and
 one-sided claims are exact tests: "mu < delta" is claimed when K-_s(delta) >= 2/alpha for some
 s <= t (for mu > delta, K-(delta) is a supermartingale: the undrawn mean exceeds m_i(delta)).
-Candidates m that the draws make impossible are rejected outright, on their side (m_i(m) < 0 by
-K+, > 1 by K-).
-At t = N the interval is the exact mean: no sampling is left.
+Without replacement, candidates m that the draws make impossible are rejected outright, on
+their side (m_i(m) < 0 by K+, > 1 by K-).
 """
 
 from __future__ import annotations
@@ -58,14 +65,17 @@ def bet_sizes(y: np.ndarray, alpha: float) -> np.ndarray:
     return np.sqrt(2 * math.log(2 / alpha) / (before * t * np.log1p(t)))
 
 
-def _undrawn_means(y: np.ndarray, population: int, m: float) -> np.ndarray:
-    """m_t(m): the mean of the values not yet drawn before draw t, if the whole list's mean is m."""
+def _undrawn_means(y: np.ndarray, population: int | None, m: float) -> np.ndarray:
+    """m_t(m): the mean of the values not yet drawn before draw t, if the whole list's mean is m
+    (population None: i.i.d. draws of mean m, so m itself)."""
+    if population is None:
+        return np.full(len(y), m)
     drawn = np.concatenate(([0.0], np.cumsum(y)[:-1]))
     left = population - np.arange(len(y), dtype=float)
     return (population * m - drawn) / left
 
 
-def log_capital(y: np.ndarray, population: int, m: float, alpha: float, upper: bool,
+def log_capital(y: np.ndarray, population: int | None, m: float, alpha: float, upper: bool,
                 bets: np.ndarray | None = None) -> np.ndarray:
     """log K+_t(m) (upper=True: betting that the mean is above m) or log K-_t(m), for t = 1..n.
     +inf from the first draw that makes mean m impossible."""
@@ -93,7 +103,7 @@ class Sequence:
     """The confidence sequence of one list of values in [0, 1] after its n draws."""
 
     n: int
-    population: int
+    population: int | None  # None: i.i.d. draws
     alpha: float
     low: float  # L_n: the interval at the last draw (not intersected over time)
     high: float
@@ -106,7 +116,7 @@ class Sequence:
         return self.high - self.low
 
 
-def _bound(y: np.ndarray, population: int, alpha: float, upper: bool, bets: np.ndarray) -> float:
+def _bound(y: np.ndarray, population: int | None, alpha: float, upper: bool, bets: np.ndarray) -> float:
     """L_n (upper=True: the lower end, from K+) or U_n, by bisection on the monotone capital."""
     level = math.log(2 / alpha)
     if len(y) == 0:
@@ -132,15 +142,16 @@ def _bound(y: np.ndarray, population: int, alpha: float, upper: bool, bets: np.n
     return low
 
 
-def confidence_sequence(y: np.ndarray, population: int, alpha: float, threshold: float | None = None,
+def confidence_sequence(y: np.ndarray, population: int | None, alpha: float, threshold: float | None = None,
                         bounds: bool = True) -> Sequence:
-    """The sequence of `y` (values in [0, 1], in draw order) from a list of `population` values.
+    """The sequence of `y` (values in [0, 1], in draw order) from a list of `population` values
+    (None: i.i.d. draws from a distribution, whose mean it covers).
     `threshold`: also say when (if ever) the sequence first lay wholly below or above it.
     bounds=False skips the interval's ends (NaN), which cost ~80 passes over the data."""
     y = np.asarray(y, dtype=float)
     if len(y) and (y.min() < -1e-12 or y.max() > 1 + 1e-12):
         raise ValueError("values must lie in [0, 1]")
-    if len(y) > population:
+    if population is not None and len(y) > population:
         raise ValueError(f"{len(y)} draws from a list of {population}")
     if not 0 < alpha < 1:
         raise ValueError("alpha must lie in (0, 1)")
@@ -153,7 +164,7 @@ def confidence_sequence(y: np.ndarray, population: int, alpha: float, threshold:
         above = np.flatnonzero(log_capital(y, population, threshold, alpha, True, bets) >= level)
         below_at = int(below[0]) + 1 if len(below) else None
         above_at = int(above[0]) + 1 if len(above) else None
-    if len(y) == population and len(y):  # nothing left to draw: the mean is known
+    if population is not None and len(y) == population and len(y):  # nothing left to draw: the mean is known
         low = high = float(y.mean())
     elif bounds:
         low, high = _bound(y, population, alpha, True, bets), _bound(y, population, alpha, False, bets)
