@@ -51,6 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from steerbench.core.adaptive import AdaptiveSettings, batch_ends  # noqa: E402
+from steerbench.results.adaptive import decided_interval  # noqa: E402
 from steerbench.results.confseq import confidence_sequence, from_unit, to_unit  # noqa: E402
 from steerbench.results.exact import clopper_pearson, mcnemar_exact  # noqa: E402
 from steerbench.results.safe_range import harm_test  # noqa: E402
@@ -129,7 +130,8 @@ def judge_cell(harm: np.ndarray, settings: AdaptiveSettings, alpha: float, first
     for end in batch_ends(first, n):
         if first_call is not None and first_call[0] <= end:
             seq = confidence_sequence(y[:end], None, alpha)
-            return Judged(first_call[1], end, from_unit(seq.low), from_unit(seq.high))
+            low, high = decided_interval(first_call[1], from_unit(seq.low), from_unit(seq.high), settings.margin)
+            return Judged(first_call[1], end, low, high)
         seq = confidence_sequence(y[:end], None, alpha)
         if end == n:
             return Judged("exhausted", end, from_unit(seq.low), from_unit(seq.high))

@@ -234,3 +234,13 @@ def test_clopper_pearson_matches_scipy() -> None:
     assert clopper_pearson(4, 1000) == pytest.approx((0.0010909, 0.0102097), abs=1e-6)
     assert clopper_pearson(0, 100) == pytest.approx((0.0, 0.0362167), abs=1e-6)
     assert clopper_pearson(50, 100) == pytest.approx((0.3983211, 0.6016789), abs=1e-6)
+
+
+def test_a_decided_cell_shows_its_interval_cut_at_the_margin() -> None:
+    """Once called harmful the cell's interval stays above the margin, even where today's alone
+    reaches back below it (the capital fell after the call)."""
+    from steerbench.results.adaptive import decided_interval
+
+    assert decided_interval(HARMFUL, -0.001, 0.42, MARGIN) == (MARGIN, 0.42)
+    assert decided_interval(NON_INFERIOR, -0.05, 0.03, MARGIN) == (-0.05, MARGIN)
+    assert decided_interval(PRECISE, -0.004, 0.005, MARGIN) == (-0.004, 0.005)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -119,6 +120,16 @@ def summary_lines(result: Any) -> list[str]:
 def print_summary(result: Any, out: Out = say) -> None:
     for line in summary_lines(result):
         out(line)
+
+
+def print_adaptive_cells(study: Any, out: Out = say) -> None:
+    """An adaptive study's cells (results.adaptive): state, samples used, interval, why."""
+    for cell in sorted(study.cells.values(), key=lambda c: (c.benchmark, c.subset, c.multiplier_value)):
+        if cell.multiplier_value == 0:
+            continue
+        interval = "" if math.isnan(cell.low) else f", mean paired harm in [{cell.low:+.4f}, {cell.high:+.4f}]"
+        out(f"adaptive: {cell_label(cell.benchmark, cell.subset)} at multiplier {cell.multiplier}: {cell.state}, "
+            f"{cell.done}/{cell.population or '?'} samples{interval} ({cell.reason})")
 
 
 # ---------------------------------------------------------------- aggregate and report

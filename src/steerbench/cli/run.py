@@ -10,7 +10,7 @@ import click
 
 from ..core.config import ConfigError
 from .options import EXIT_FAILED, friendly_errors, parse_shard, synthetic_data_option, synthetic_gpqa_sha256
-from .output import error, print_plan, print_sandbox_warning, print_shared_servers, print_summary, say
+from .output import error, print_adaptive_cells, print_plan, print_sandbox_warning, print_shared_servers, print_summary, say
 
 if TYPE_CHECKING:
     from ..core.adaptive import AdaptiveSettings
@@ -107,9 +107,11 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
         from ..results.adaptive import judge
 
         result = run_adaptive(plan, log_root, lambda root: judged_from(judge(root)), run_round, talk)
+        print_summary(result)
+        print_adaptive_cells(judge(log_root))
     else:
         result = run_round(plan)
-    print_summary(result)
+        print_summary(result)
     if result.failed:
         sys.exit(EXIT_FAILED)
 
@@ -145,6 +147,17 @@ def refuse_earlier_full_run(plan: "Plan", log_root: str) -> None:
         raise ConfigError("command line", f"{log_root} already holds a non-adaptive run of {clash.benchmark} at "
                           f"multiplier {clash.multiplier} ({clash.row.get('log_file')}); use another --log-root for "
                           "the adaptive study", field="--log-root")
+    settings = plan.options.adaptive
+    assert settings is not None
+    asked = {"--margin": settings.margin, "--precision": settings.precision, "--goal": settings.goal}
+    for h in headers:  # a resumed study keeps the settings its batches were judged with
+        earlier = h.adaptive or {}
+        for flag, value in asked.items():
+            before = earlier.get(flag.removeprefix("--"))
+            if before is not None and before != value:
+                raise ConfigError("command line", f"{log_root} holds an adaptive study run with {flag} {before} "
+                                  f"({h.row.get('log_file')}); resume it with the same value, or use another "
+                                  "--log-root", field=flag)
 
 
 command = run

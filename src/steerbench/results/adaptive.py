@@ -213,6 +213,7 @@ def _judge_cell(base: dict[str, Any], baseline: dict[str, float], other: dict[st
     decided_after = None
     if crossings:
         decided_after, state = min(crossings)
+        low, high = decided_interval(state, low, high, margin)
     elif population is not None and done >= population:
         state = EXHAUSTED
     elif n and high - low <= precision:
@@ -221,6 +222,18 @@ def _judge_cell(base: dict[str, Any], baseline: dict[str, float], other: dict[st
         state = OPEN
     return AdaptiveCell(state=state, n_pairs=n, harm=mean, low=low, high=high, decided_after=decided_after,
                         reason=REASONS[state], **base)
+
+
+def decided_interval(state: str, low: float, high: float, margin: float) -> tuple[float, float]:
+    """The interval shown for a decided cell: today's, cut at the margin on the side the decision
+    proved. When the call was made the whole interval lay beyond the margin, and an intersection
+    of a confidence sequence's intervals is as valid as each (WSR 2023), so this stays anytime-valid;
+    today's interval alone can reach back over the margin (the capital may fall after the call)."""
+    if state == HARMFUL:
+        return max(low, margin), max(high, margin)
+    if state == NON_INFERIOR:
+        return min(low, margin), min(high, margin)
+    return low, high
 
 
 # ---------------------------------------------------------------- one aggregate row per adaptive cell
