@@ -102,12 +102,17 @@ def test_adaptive_run_stops_each_cell_when_decided(tmp_path: Path) -> None:
         again = run_in_process(study, *ADAPTIVE)
         assert again.exit_code == 0, again.output
         assert sum(e.stats.requests for e in fleet.endpoints) == 340
+        # resuming with another margin would judge earlier batches by a rule they were not run under
+        other = run_in_process(study, "--adaptive", "--first-batch", "20", "--margin", "0.1")
+        assert other.exit_code == 2 and "--margin 0.05" in other.output, other.output
+        assert sum(e.stats.requests for e in fleet.endpoints) == 340
 
     assert_prefixes_of_one_order(study["logs"])
     cells = status_cells(study)
     assert {m: (c["adaptive_state"], c["adaptive_samples"]) for m, c in cells.items()} == EXPECTED
     assert all(c["adaptive_population"] == ITEMS for c in cells.values())
-    assert cells[-1.0]["adaptive_low"] > 0.05 and cells[0.5]["adaptive_high"] < 0.05
+    assert cells[-1.0]["adaptive_low"] >= 0.05 and cells[0.5]["adaptive_high"] <= 0.05
+    assert cells[0.5]["adaptive_low"] < 0 < cells[-1.0]["adaptive_high"]
     text = cli("status", "--log-root", str(study["logs"]), "--deployments", str(study["deployments"]),
                "--benchmarks", str(study["benchmarks"])).output
     assert "harmful 20/240" in text and "non-inferior 160/240" in text
