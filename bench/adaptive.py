@@ -32,7 +32,7 @@
 
 3. --real: the same ratio measured by real `steerbench run` (Inspect, loopback SimulatedEndpoints):
    one benchmark of --real-items items, 7 multipliers, run once in full and once --adaptive
-   into separate log roots, generated tokens counted by the endpoints themselves.
+   into separate log roots, the words the endpoints generated counted by their responder.
 
 Exits 1 when a goal of the issue is missed (tokens <= 0.35x, agreement >= 95%, error <= 0.05).
 """
@@ -272,11 +272,10 @@ def real_run(items: int, work: Path) -> dict[str, float]:
         n = int(re.search(r"Item (\d+)", messages[-1]["content"]).group(1))
         rank = ((n * 7919) % items + 0.5) / items  # a fixed rank per item, spread evenly
         if rank >= p_right(m):  # degenerate: wrong, to the token limit
-            produced["words"] += 200
-            return Reply(" ".join(["and so on,"] * 67)[:2000], finish_reason="length")
-        flip = ((n * 104729 + int(m * 10)) % 100) < FLIP * 100 and m != 0
+            produced["words"] += 201
+            return Reply(" ".join(["and", "so", "on,"] * 67), finish_reason="length")
         produced["words"] += 1
-        return "wrong" if flip else str(n)
+        return str(n)
 
     results = {}
     for way, extra in (("full", []), ("adaptive", ["--adaptive"])):
@@ -307,13 +306,16 @@ def main() -> int:
     parser.add_argument("--validity", type=int, default=1000, help="simulated studies at the margin")
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--real", action="store_true", help="also a real steerbench run, full and adaptive")
-    parser.add_argument("--real-items", type=int, default=400)
+    parser.add_argument("--real-items", type=int, default=1000)
+    parser.add_argument("--real-only", action="store_true", help="only the real run (with --real)")
     parser.add_argument("--work", type=Path, default=None, help="folder for --real's logs (default: a temporary one)")
     parser.add_argument("--debug", action="store_true", help="print every cell where the two ways differ")
     args = parser.parse_args()
     global DEBUG
     DEBUG = args.debug
     settings = AdaptiveSettings()
+    if args.real_only:
+        return print_real(args)
     print(f"grid: {len(MULTIPLIERS)} multipliers x {len(BENCHMARKS)} series ({sum(v[0] for v in BENCHMARKS.values())} "
           f"samples per multiplier); margin {settings.margin}, precision {settings.precision}, first batch "
           f"{settings.first_batch}, family alpha {settings.family_alpha}")
@@ -335,15 +337,21 @@ def main() -> int:
           f"95% CI [{v['fwer_ci'][0]:.4f}, {v['fwer_ci'][1]:.4f}]  (goal <= 0.05)")
     ok = s["token_ratio"] <= 0.35 and s["same_ranges"] >= 0.95 and s["same_changes"] >= 0.95 and v["fwer_ci"][1] <= 0.05
     if args.real:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            r = real_run(args.real_items, args.work or Path(tmp))
-        print(f"real run, 1 benchmark of {args.real_items} items x {len(MULTIPLIERS)} multipliers, loopback endpoints:")
-        print(f"  generated tokens, adaptive / full: {r['token_ratio']:.3f}x; requests {r['adaptive_requests']} / "
-              f"{r['full_requests']} = {r['request_ratio']:.3f}x; wall {r['adaptive_seconds']:.0f} s / {r['full_seconds']:.0f} s")
+        print_real(args)
     print("goals met" if ok else "GOAL MISSED")
     return 0 if ok else 1
+
+
+def print_real(args: argparse.Namespace) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = real_run(args.real_items, args.work or Path(tmp))
+    print(f"real run, 1 benchmark of {args.real_items} items x {len(MULTIPLIERS)} multipliers, loopback endpoints "
+          "(answers right up to |m| = 0.5; beyond, a share 1 - p_right(m) degenerates to 201 words):")
+    print(f"  generated words, adaptive / full: {r['token_ratio']:.3f}x; requests {r['adaptive_requests']} / "
+          f"{r['full_requests']} = {r['request_ratio']:.3f}x; wall {r['adaptive_seconds']:.0f} s / {r['full_seconds']:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":
