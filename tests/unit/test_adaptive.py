@@ -244,3 +244,36 @@ def test_a_decided_cell_shows_its_interval_cut_at_the_margin() -> None:
     assert decided_interval(HARMFUL, -0.001, 0.42, MARGIN) == (MARGIN, 0.42)
     assert decided_interval(NON_INFERIOR, -0.05, 0.03, MARGIN) == (-0.05, MARGIN)
     assert decided_interval(PRECISE, -0.004, 0.005, MARGIN) == (-0.004, 0.005)
+
+
+def test_adaptive_shards_keep_a_benchmarks_multipliers_together(tmp_path) -> None:
+    """--adaptive --shard i/n: a benchmark (subset) and all its multipliers, 0 among them, in one
+    shard; the shards still partition the grid; each cell's alpha counts every shard's cells."""
+    from steerbench.core.config import load_benchmarks, load_deployments
+    from steerbench.core.plan import RunOptions, build_plan
+    from steerbench.execution.adaptive import tests_in
+    from steerbench.tasks.resolve import resolve_benchmarks
+    from tests.helpers import TASKS_FILE, write_jsonl
+
+    multipliers = ["-1.0", "0.0", "0.5", "1.0"]
+    write_jsonl(tmp_path / "deployments.jsonl",
+                [{"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "k"} for i, m in enumerate(multipliers)])
+    write_jsonl(tmp_path / "benchmarks.jsonl", [
+        {"name": f"B{i}", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "C", "task_args": {"offset": i}}
+        for i in range(9)
+    ] + [{"name": "Subsets", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "C",
+          "subsets": [{"offset": 100}, {"offset": 200}]}])
+    deployments = load_deployments(tmp_path / "deployments.jsonl")
+    benchmarks = load_benchmarks(tmp_path / "benchmarks.jsonl")
+    signatures = resolve_benchmarks(benchmarks)
+    settings = AdaptiveSettings()
+    seen = []
+    for i in (1, 2, 3):
+        plan = build_plan(deployments, benchmarks, signatures, RunOptions(all=True, shard=(i, 3), adaptive=settings))
+        groups: dict = {}
+        for cell in plan.cells:
+            groups.setdefault((cell.benchmark, cell.subset), set()).add(cell.multiplier.value)
+        assert all(values == {-1.0, 0.0, 0.5, 1.0} for values in groups.values()), groups
+        assert tests_in(plan) == 11 * 3  # every shard's cells != 0
+        seen += [cell.key for cell in plan.cells]
+    assert len(seen) == len(set(seen)) == 11 * 4
