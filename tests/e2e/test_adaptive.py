@@ -129,6 +129,8 @@ def test_adaptive_run_stops_each_cell_when_decided(tmp_path: Path) -> None:
     assert frame.loc[-1.0, "adaptive_state"] == "harmful" and len(frame.loc[0.0, "batch_logs"].split(";")) == 4
     paired = pd.read_csv(csv.parent / "paired_differences.csv").set_index("multiplier")
     assert paired.loc[0.5, "n_pairs"] == 160 and paired.loc[-1.0, "n_pairs"] == 20
+    figure = out / "figures" / "adaptive_harm_intervals.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
     assert "Adaptive study" in html and "2 of 2 cells stopped before" in html
     assert "sample count" not in report.output  # stopping early is not a flag

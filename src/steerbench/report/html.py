@@ -68,6 +68,8 @@ def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: 
     left_out: dict[str, str] = {}
     for name, draw in figure_functions.FIGURES.items():
         reason = figure_functions.unavailable(name, analysis)
+        if reason and name in figure_functions.ONLY_WHERE_RELEVANT:
+            continue  # e.g. the adaptive figure of a full sweep: not worth a line
         if reason:
             left_out[name] = reason
             continue

@@ -239,7 +239,7 @@ def decided_interval(state: str, low: float, high: float, margin: float) -> tupl
 # ---------------------------------------------------------------- one aggregate row per adaptive cell
 
 ADAPTIVE_COLUMNS = ["adaptive_state", "adaptive_samples", "adaptive_population", "adaptive_harm", "adaptive_low",
-                    "adaptive_high", "adaptive_alpha", "adaptive_reason", "batch_logs"]
+                    "adaptive_high", "adaptive_alpha", "adaptive_margin", "adaptive_reason", "batch_logs"]
 _NOT_MERGED = {"benchmark", "subset", "multiplier", "category", "n_samples", "status", "completed_samples",
                "eval_name", "task_version", "model", "log_file", "started_at", "completed_at", "total_tokens"}
 
@@ -263,7 +263,8 @@ def merged_rows(headers: Sequence[LogHeader]) -> list[dict[str, Any]]:
         row.update({
             "adaptive_state": cell.state, "adaptive_samples": cell.done, "adaptive_population": cell.population,
             "adaptive_harm": _number(cell.harm), "adaptive_low": _number(cell.low), "adaptive_high": _number(cell.high),
-            "adaptive_alpha": study.settings.get("alpha"), "adaptive_reason": cell.reason,
+            "adaptive_alpha": study.settings.get("alpha"), "adaptive_margin": study.settings.get("margin"),
+            "adaptive_reason": cell.reason,
             "batch_logs": ";".join(cell.log_files),
         })
         rows.append(row)
