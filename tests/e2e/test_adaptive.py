@@ -217,3 +217,12 @@ def test_adaptive_into_a_root_with_a_full_run_is_refused(tmp_path: Path) -> None
         assert "non-adaptive run" in result.output and "--log-root" in result.output
         assert sum(e.stats.requests for e in fleet.endpoints) == sent
         assert sorted(study["logs"].rglob("*.eval")) == logs_before
+
+
+def test_dry_run_shows_the_adaptive_plan_and_sends_nothing(tmp_path: Path) -> None:
+    with SimulatedFleet([-1.0, 0.0, 0.5], answer) as fleet:
+        study = adaptive_study(tmp_path, fleet)
+        result = run_in_process(study, "--adaptive", "--dry-run", "--first-batch", "30")
+        assert result.exit_code == 0, result.output
+        assert "batches of 30, then doubling" in result.output and "0.05 / 2 cells = 2.50e-02 per cell" in result.output
+        assert sum(e.stats.requests for e in fleet.endpoints) == 0

@@ -83,6 +83,8 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
     plan = load_plan(deployments, benchmarks, options)
     if dry_run:
         print_plan(plan, log_root)
+        if plan.options.adaptive is not None:
+            say(adaptive_plan_line(plan))
         return
     if not plan.cells:
         say("nothing to run: no cells match the filters")
@@ -133,6 +135,16 @@ def adaptive_settings(adaptive: bool, margin: float | None, precision: float | N
         first_batch=defaults.first_batch if first_batch is None else first_batch,
         goal=goal or defaults.goal,
     )
+
+
+def adaptive_plan_line(plan: "Plan") -> str:
+    from ..execution.adaptive import tests_in
+
+    settings = plan.options.adaptive
+    assert settings is not None
+    return (f"adaptive: batches of {settings.first_batch}, then doubling, until each cell is decided; margin "
+            f"{settings.margin}, precision {settings.precision}, goal {settings.goal}; alpha "
+            f"{settings.family_alpha} / {tests_in(plan)} cells = {settings.cell_alpha(tests_in(plan)):.2e} per cell")
 
 
 def refuse_earlier_full_run(plan: "Plan", log_root: str) -> None:
