@@ -226,3 +226,19 @@ def test_dry_run_shows_the_adaptive_plan_and_sends_nothing(tmp_path: Path) -> No
         assert result.exit_code == 0, result.output
         assert "batches of 30, then doubling" in result.output and "0.05 / 2 cells = 2.50e-02 per cell" in result.output
         assert sum(e.stats.requests for e in fleet.endpoints) == 0
+
+
+def test_goal_safe_range_stops_cells_beyond_the_first_harmful_one(tmp_path: Path) -> None:
+    """-1 loses every answer (harmful after 20); -2, further out on that side, answers like 0 and
+    would run on under the default goal, but cannot change the safe range: it stops at once."""
+    def answer_sides(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+        item = re.search(r"Item (\d+)", messages[-1]["content"]).group(1)
+        return "no idea" if multiplier == -1.0 else item
+
+    with SimulatedFleet([-2.0, -1.0, 0.0, 0.5], answer_sides) as fleet:
+        study = adaptive_study(tmp_path, fleet)
+        result = run_in_process(study, *ADAPTIVE, "--goal", "safe-range")
+        assert result.exit_code == 0, result.output
+        assert {e.multiplier: e.stats.requests for e in fleet.endpoints} == {-2.0: 20, -1.0: 20, 0.0: 160, 0.5: 160}
+    cells = status_cells(study)
+    assert cells[-2.0]["adaptive_state"] == "beyond-harmful" and cells[-1.0]["adaptive_state"] == "harmful"
