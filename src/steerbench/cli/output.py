@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -121,6 +122,16 @@ def print_summary(result: Any, out: Out = say) -> None:
         out(line)
 
 
+def print_adaptive_cells(study: Any, out: Out = say) -> None:
+    """An adaptive study's cells (results.adaptive): state, samples used, interval, why."""
+    for cell in sorted(study.cells.values(), key=lambda c: (c.benchmark, c.subset, c.multiplier_value)):
+        if cell.multiplier_value == 0:
+            continue
+        interval = "" if math.isnan(cell.low) else f", mean paired harm in [{cell.low:+.4f}, {cell.high:+.4f}]"
+        out(f"adaptive: {cell_label(cell.benchmark, cell.subset)} at multiplier {cell.multiplier}: {cell.state}, "
+            f"{cell.done}/{cell.population or '?'} samples{interval} ({cell.reason})")
+
+
 # ---------------------------------------------------------------- aggregate and report
 
 
@@ -172,6 +183,12 @@ def print_status(status: Any, out: Out = say) -> None:
     for cell in status.cells:
         if cell.state == "failed":
             out(f"failed: {cell.key.where}: {cell.error}")
+    for cell in status.cells:
+        if cell.adaptive_state not in (None, "baseline"):
+            interval = "" if cell.adaptive_low is None else \
+                f", mean paired harm in [{cell.adaptive_low:+.4f}, {cell.adaptive_high:+.4f}]"
+            out(f"adaptive: {cell.key.where}: {cell.adaptive_state}, {cell.adaptive_samples}/"
+                f"{cell.adaptive_population or '?'} samples{interval} ({cell.adaptive_reason})")
     for cell in status.cells:
         if cell.state == "running" and cell.done is not None:
             out(f"running: {cell.key.where}: {cell.done}/{cell.total_samples} samples, {rate_text(cell.rate)}, "

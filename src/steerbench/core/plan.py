@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .adaptive import AdaptiveSettings, AdaptiveSlice, shard_key
 from .cells import CellKey, cell_label
 from .config import (
     DEFAULT_MAX_CONNECTIONS,
@@ -37,6 +38,7 @@ class RunOptions:
     generate: dict[str, Any] = field(default_factory=dict)  # per-run overrides of GENERATE_DEFAULTS
     sandbox: str | None = None  # --sandbox: override for tasks that run code
     shard: tuple[int, int] | None = None  # (i, n), 1-based
+    adaptive: AdaptiveSettings | None = None  # --adaptive: batches until each cell is decided (core.adaptive)
     # test and demo switches, carried to every worker as fields of its job:
     retry_wait: float | None = None  # seconds between request retries instead of Inspect's backoff
     trust_gpqa_sha256: str | None = None  # the synthetic GPQA CSV's checksum, trusted (demo, tests)
@@ -58,11 +60,14 @@ class Cell:
     shots: int | None
     steering: dict[str, Any] | None = None  # the deployment's provenance, copied into the log's metadata
     epochs: int | None = None  # benchmarks.jsonl's epochs: instead of the task's own
+    adaptive: AdaptiveSlice | None = None  # one batch of an adaptive study: these positions of the order
 
     @property
     def folder(self) -> str:
-        """Relative log folder: <category>/multiplier_<label>."""
-        return f"{self.category}/{self.multiplier.folder}"
+        """Relative log folder: <category>/multiplier_<label>, and an adaptive batch's own folder below it
+        (each batch is an eval set of its own, resumed in place when a run is killed)."""
+        base = f"{self.category}/{self.multiplier.folder}"
+        return f"{base}/{self.adaptive.folder}" if self.adaptive else base
 
     @property
     def label(self) -> str:
@@ -74,8 +79,9 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """Stable identity used for sharding and reporting."""
-        return f"{self.benchmark}|{self.subset}|{self.multiplier.value!r}"
+        """Stable identity used for sharding and reporting (and an adaptive batch's positions)."""
+        key = f"{self.benchmark}|{self.subset}|{self.multiplier.value!r}"
+        return f"{key}|{self.adaptive.start}-{self.adaptive.stop}" if self.adaptive else key
 
 
 @dataclass(frozen=True)
@@ -172,9 +178,31 @@ def _check_run_generate(generate: dict[str, Any]) -> None:
             raise ConfigError("command line", f"must be a number >= 0 (got {value})", field=flag)
 
 
-def shard_of(cell: Cell, count: int) -> int:
-    """0-based shard index of a cell: a hash of its identity, so it never depends on order."""
-    digest = hashlib.sha256(cell.key.encode()).digest()
+def _check_adaptive(options: RunOptions, deployments: list[Deployment]) -> None:
+    """What --adaptive cannot honour: a sample limit, some multipliers only (a benchmark's
+    multipliers must run together, multiplier 0 among them), settings outside their ranges."""
+    settings = options.adaptive
+    assert settings is not None
+    if options.limit is not None:
+        raise ConfigError("command line", "--adaptive chooses each cell's samples itself; drop --limit", field="--limit")
+    if not options.all:
+        raise ConfigError("command line", "--adaptive runs every multiplier of a benchmark together "
+                          "(each decision compares with multiplier 0): use --all, not --multiplier", field="--multiplier")
+    if not any(d.multiplier.value == 0 for d in deployments):
+        source = deployments[0].source if deployments else "deployments"
+        raise ConfigError(source, "--adaptive compares every multiplier with multiplier 0, and there is none", field="multiplier")
+    for flag, value in (("--margin", settings.margin), ("--precision", settings.precision)):
+        if not (math.isfinite(value) and 0 < value < 1):
+            raise ConfigError("command line", f"must lie strictly between 0 and 1 (got {value})", field=flag)
+    if settings.first_batch < 1:
+        raise ConfigError("command line", f"must be at least 1 (got {settings.first_batch})", field="--first-batch")
+
+
+def shard_of(cell: Cell, count: int, adaptive: bool = False) -> int:
+    """0-based shard index of a cell: a hash of its identity, so it never depends on order. An
+    adaptive run hashes the benchmark (subset) alone: its multipliers share a shard."""
+    identity = shard_key(cell.benchmark, cell.subset) if adaptive else cell.key
+    digest = hashlib.sha256(identity.encode()).digest()
     return int.from_bytes(digest[:8], "big") % count
 
 
@@ -190,6 +218,8 @@ def build_plan(
         raise ConfigError("command line", "must be at least 1", field="--max-connections")
     _check_run_generate(options.generate)
     chosen_deployments = _select_deployments(deployments, options)
+    if options.adaptive is not None:
+        _check_adaptive(options, chosen_deployments)
     connection_limits(chosen_deployments, options)  # a cap below one connection per multiplier fails here
     chosen_benchmarks = _select_benchmarks(benchmarks, options)
     warnings: list[str] = []
@@ -225,7 +255,7 @@ def build_plan(
         index, count = options.shard
         if not (1 <= index <= count):
             raise ConfigError("command line", f"shard {index}/{count} is out of range (use i/n with 1 <= i <= n)", field="--shard")
-        cells = [c for c in cells if shard_of(c, count) == index - 1]
+        cells = [c for c in cells if shard_of(c, count, options.adaptive is not None) == index - 1]
     return Plan(tuple(cells), tuple(chosen_deployments), options, tuple(warnings),
                 tuple(chosen_benchmarks), {b.name: signatures[b.name] for b in chosen_benchmarks})
 

@@ -101,10 +101,11 @@ def _make_task(cell: Cell, model_roles: dict[str, Any]) -> Any:
     config = task.config.merge(GenerateConfig(**settings))
     if "max_tokens" not in cell.generate and task.config.max_tokens is None:
         config.max_tokens = None
-    changes: dict[str, Any] = dict(
-        config=config,
-        metadata={**(task.metadata or {}), STEERBENCH_METADATA: cell_metadata(cell)},
-    )
+    metadata = cell_metadata(cell)
+    changes: dict[str, Any] = dict(config=config)
+    if cell.adaptive is not None:  # one batch of an adaptive study: its positions of the order only
+        changes["dataset"], metadata["adaptive"]["population"] = adaptive_batch(task.dataset, cell)
+    changes["metadata"] = {**(task.metadata or {}), STEERBENCH_METADATA: metadata}
     if model_roles:
         changes["model_roles"] = model_roles
     if cell.sandbox and task.sandbox is not None and "sandbox" not in cell.task_args:
@@ -112,6 +113,22 @@ def _make_task(cell: Cell, model_roles: dict[str, Any]) -> Any:
     if cell.epochs:  # benchmarks.jsonl asks for another number than the task's
         changes["epochs"] = cell.epochs
     return task_with(task, **changes)
+
+
+def adaptive_batch(dataset: Any, cell: Cell) -> tuple[Any, int]:
+    """The samples of the cell's batch (its positions of the benchmark's order, core.adaptive) and
+    the benchmark's size. Samples without an id get Inspect's own (position + 1) first, so the ids,
+    and so the order, are the same in every multiplier's process."""
+    from ..core.adaptive import sample_order
+
+    assert cell.adaptive is not None
+    samples = list(dataset)
+    for position, sample in enumerate(samples):
+        if sample.id is None:
+            sample.id = position + 1
+    order = sample_order([s.id for s in samples], cell.adaptive.seed, cell.benchmark, cell.subset)
+    wanted = set(order[cell.adaptive.start:cell.adaptive.stop])
+    return dataset.filter(lambda sample: str(sample.id) in wanted), len(samples)
 
 
 def _outcome_from_log(cell: Cell, log: Any) -> CellOutcome:

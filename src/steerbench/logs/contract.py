@@ -19,6 +19,10 @@ def cell_metadata(cell: Any) -> dict[str, Any]:
         "shots": cell.shots,
         "eval_name": cell.eval_name,
     }
+    slice_ = getattr(cell, "adaptive", None)
+    if slice_ is not None:  # one batch of an adaptive study (core.adaptive): what it ran and how it is judged
+        metadata["adaptive"] = {"seed": slice_.seed, "start": slice_.start, "stop": slice_.stop, "alpha": slice_.alpha,
+                                "margin": slice_.margin, "precision": slice_.precision, "goal": slice_.goal}
     if getattr(cell, "steering", None):  # written by `steerbench serve`; hand-written deployments have none
         metadata["steering"] = dict(cell.steering)
     return metadata

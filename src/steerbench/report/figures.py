@@ -412,6 +412,60 @@ def output_health_by_multiplier(analysis: Analysis) -> Figure:
     return figure
 
 
+# ---------------------------------------------------------------- adaptive studies
+
+ADAPTIVE_MARKERS = {"non-inferior": ("o", "#1b7837"), "harmful": ("X", "#b2182b"), "precise": ("s", "#2166ac"),
+                    "exhausted": ("D", "#555555"), "beyond-harmful": ("x", "#999999"), "open": ("^", "#e08214")}
+
+
+def _adaptive_cells(analysis: Analysis) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per series: the adaptive cells != 0 with an interval (results.adaptive's aggregate columns)."""
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in analysis.aggregate.rows:
+        low, high = row.get("adaptive_low"), row.get("adaptive_high")
+        if row.get("adaptive_state") and isinstance(low, (int, float)) and isinstance(high, (int, float)) \
+                and math.isfinite(low) and math.isfinite(high) and float(row["multiplier"]) != BASELINE:
+            found.setdefault((row["benchmark"], row["subset"]), []).append(row)
+    return found
+
+
+def adaptive_harm_intervals(analysis: Analysis) -> Figure:
+    """An adaptive study's anytime-valid intervals of the mean paired harm, one panel per series."""
+    from ..core.cells import cell_label
+
+    cells = _adaptive_cells(analysis)
+    margin = next((float(r["adaptive_margin"]) for rs in cells.values() for r in rs
+                   if isinstance(r.get("adaptive_margin"), (int, float))), None)
+    with styled():
+        rows, cols = grid_shape(max(len(cells), 1), 3)
+        figure = new_figure(3.4 * cols, 2.5 * rows + 0.9)
+        axes = figure.subplots(rows, cols, squeeze=False)
+        for ax, ((benchmark, subset), series) in zip(axes.flat, sorted(cells.items())):
+            for row in series:
+                x, low, high = float(row["multiplier"]), float(row["adaptive_low"]), float(row["adaptive_high"])
+                marker, colour = ADAPTIVE_MARKERS.get(str(row["adaptive_state"]), ("o", "#333333"))
+                ax.plot([x, x], [low, high], color=colour, linewidth=2)
+                harm = row.get("adaptive_harm")
+                centre = float(harm) if isinstance(harm, (int, float)) and math.isfinite(harm) else (low + high) / 2
+                ax.plot(x, centre, marker=marker, color=colour, linestyle="none")
+                ax.annotate(str(row.get("adaptive_samples", "")), (x, high), textcoords="offset points",
+                            xytext=(0, 3), ha="center", fontsize=7, color="#404040")
+            ax.axhline(0, color=ZERO_GREY, linewidth=0.8, zorder=0)
+            if margin is not None:
+                ax.axhline(margin, color=FLAG_COLOR, linestyle="--", linewidth=0.8, zorder=0)
+            ax.set_xticks(list(analysis.multipliers), list(analysis.multipliers.values()))
+            ax.set_title(cell_label(benchmark, subset))
+            ax.set_xlabel("multiplier")
+            ax.set_ylabel("mean paired harm")
+        _hide_unused(axes, max(len(cells), 1))
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], marker=m, color=c, linestyle="none") for m, c in ADAPTIVE_MARKERS.values()]
+        figure.legend(handles, list(ADAPTIVE_MARKERS), loc="outside lower center", ncols=6, frameon=False)
+        figure.suptitle("Adaptive study: anytime-valid intervals of the harm against multiplier 0 (number: samples used)")
+    return figure
+
+
 def unavailable(name: str, analysis: Analysis) -> str | None:
     """Why figure `name` would have no data (it is then left out of the report), or None."""
     headlines = {s.headline.name for s in analysis.series}
@@ -428,6 +482,8 @@ def unavailable(name: str, analysis: Analysis) -> str | None:
     if name == "capability_safety_tradeoff" and not (any(s.is_safety for s in analysis.series)
                                                      and any(not s.is_safety for s in analysis.series)):
         return "needs at least one capability benchmark and one safety benchmark"
+    if name == "adaptive_harm_intervals" and not _adaptive_cells(analysis):
+        return "not an adaptive study (steerbench run --adaptive)"
     if name == "output_health_by_multiplier" and not has_health(analysis):
         return "no log has output-health records (logs written before steerbench recorded them)"
     return None
@@ -441,9 +497,17 @@ FIGURES: dict[str, Callable[[Analysis], Figure]] = {
     "delta_heatmap": delta_heatmap,
     "capability_safety_tradeoff": capability_safety_tradeoff,
     "output_health_by_multiplier": output_health_by_multiplier,
+    "adaptive_harm_intervals": adaptive_harm_intervals,
 }
 
+# figures drawn only for studies of their kind, and not listed as left out elsewhere
+ONLY_WHERE_RELEVANT = frozenset({"adaptive_harm_intervals"})
+
 CAPTIONS: dict[str, str] = {
+    "adaptive_harm_intervals": "Adaptive study: each cell's mean paired harm against multiplier 0 (per metric "
+                               "direction, 0-1 scale) with its anytime-valid interval (betting confidence sequence, "
+                               "alpha 0.05 split over the cells), the marker its state, the number the samples it "
+                               "used. Dashed: the margin. A decided cell's interval is cut at the margin.",
     "accuracy_by_benchmark": "Each benchmark's headline metric (accuracy; IFEval's final_acc; XSTest's refusal rate "
                              "divided by 100; Sycophancy's truthfulness) at every multiplier. Bars: 95% intervals from "
                              "the samples. Dashed line: multiplier 0. Ringed '!': a flagged cell. x: no usable log.",

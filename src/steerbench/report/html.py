@@ -68,6 +68,8 @@ def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: 
     left_out: dict[str, str] = {}
     for name, draw in figure_functions.FIGURES.items():
         reason = figure_functions.unavailable(name, analysis)
+        if reason and name in figure_functions.ONLY_WHERE_RELEVANT:
+            continue  # e.g. the adaptive figure of a full sweep: not worth a line
         if reason:
             left_out[name] = reason
             continue
@@ -122,6 +124,7 @@ def render_html(analysis: Analysis, figures: dict[str, list[Path]], out: Path, p
         f"{len(analysis.series)} benchmark series, {len(analysis.multipliers)} multipliers, "
         f"{analysis.provenance.logs} logs.</p>",
         _safe_range_section(analysis, out, safe_csv),
+        _adaptive_section(analysis.aggregate.rows),
         _flags_section(analysis.flags),
         "<h2>Figures</h2>",
     ]
@@ -143,6 +146,40 @@ def render_html(analysis: Analysis, figures: dict[str, list[Path]], out: Path, p
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _adaptive_section(rows: Sequence[dict[str, Any]]) -> str:
+    """An adaptive study's cells (results.adaptive): which stopped early, after how many samples, why."""
+    cells = [r for r in rows if r.get("adaptive_state") and float(r["multiplier"]) != 0]
+    if not cells:
+        return ""
+    from ..results.confseq import METHOD
+
+    early = sum(1 for r in cells if int(r.get("adaptive_samples") or 0) < int(r.get("adaptive_population") or 0))
+    body = "".join(
+        f"<tr><td>{_e(r['benchmark'])}{' / ' + _e(r['subset']) if r.get('subset') else ''}</td>"
+        f"<td>{_e(r['multiplier'])}</td><td>{_e(r['adaptive_state'])}</td>"
+        f"<td>{_e(r.get('adaptive_samples'))} / {_e(r.get('adaptive_population'))}</td>"
+        f"<td>{_interval(r.get('adaptive_low'), r.get('adaptive_high'))}</td><td>{_e(r.get('adaptive_reason'))}</td></tr>"
+        for r in cells
+    )
+    alpha = cells[0].get("adaptive_alpha")
+    return (
+        "<h2>Adaptive study</h2>"
+        f"<p>{early} of {len(cells)} cells stopped before their benchmark's last sample. Each cell ran a prefix of "
+        "its benchmark's seeded random order in doubling batches and stopped once an anytime-valid interval for its "
+        f"mean paired harm against multiplier 0 decided it ({_e(METHOD)}; alpha {_e(alpha)} per cell, a Bonferroni "
+        "share of 0.05 over the cells, so the study's family-wise error stays at most 0.05 however it stopped). "
+        "Multiplier 0 ran every sample any other multiplier ran.</p>"
+        "<table><tr><th>Benchmark</th><th>Multiplier</th><th>State</th><th>Samples</th>"
+        "<th>Mean paired harm (anytime-valid)</th><th>Why</th></tr>" + body + "</table>"
+    )
+
+
+def _interval(low: Any, high: Any) -> str:
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or math.isnan(low) or math.isnan(high):
+        return "-"
+    return f"[{low:+.4f}, {high:+.4f}]"
 
 
 def _flags_section(flags: Sequence[Flag]) -> str:

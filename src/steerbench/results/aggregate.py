@@ -41,6 +41,7 @@ class LogHeader:
     created: str
     row: dict[str, Any]
     error: str | None = None  # first line of the log's error, if it has one
+    adaptive: dict[str, Any] | None = None  # one batch of an adaptive study: its positions and settings
 
     @property
     def key(self) -> CellKey:
@@ -129,7 +130,8 @@ def header_of(log: Any, location: str) -> LogHeader | None:
         "total_tokens": sum(u.total_tokens for u in usage.values()) if usage else 0,
         **_steering_columns((meta or {}).get("steering")),
     }
-    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, log_error(log)[0])
+    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, log_error(log)[0],
+                     (meta or {}).get("adaptive"))
 
 
 def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
@@ -172,21 +174,46 @@ def pick_latest(headers: list[LogHeader]) -> dict[tuple[str, str, float], LogHea
 def aggregate(log_root: str, planned: list[CellKey] | None = None) -> Aggregate:
     """planned: every cell that should exist (steerbench.core.plan.planned_cells)."""
     headers, skipped = read_headers(log_root)
-    chosen = pick_latest(headers)
-    rows = [h.row for h in chosen.values()]
-    add_health(rows)
+    chosen = pick_latest([h for h in headers if not h.adaptive])
+    rows_by_cell = {ident: h.row for ident, h in chosen.items()}
+    add_health(list(rows_by_cell.values()))
     failed = [f"{h.key.where}: {h.status}" for h in chosen.values() if h.status != "success"]
+    adaptive = adaptive_rows([h for h in headers if h.adaptive])
+    for row in adaptive:  # an adaptive cell's batches, merged, stand for the cell
+        rows_by_cell[(row["benchmark"], row["subset"], multiplier_sort_key(str(row["multiplier"])))] = row
+        if row.get("status") != "success":
+            failed.append(f"{CellKey(row['benchmark'], row['subset'], str(row['multiplier']), row['category']).where}: "
+                          f"{row.get('status')}")
+    rows = list(rows_by_cell.values())
     missing: list[str] = []
     for cell in planned or []:
-        if cell.ident not in chosen:
+        if cell.ident not in rows_by_cell:
             missing.append(f"{cell.where}: no log")
             rows.append({"benchmark": cell.benchmark, "subset": cell.subset, "multiplier": cell.multiplier,
                          "category": cell.category, "n_samples": 0, "status": "missing", "completed_samples": 0})
     rows.sort(key=lambda r: (r["category"], r["benchmark"], r["subset"], multiplier_sort_key(r["multiplier"])))
     known = set(KEY_COLUMNS) | set(METRIC_COLUMNS) | set(HEALTH_COLUMNS) | set(PROVENANCE_COLUMNS)
-    extra = sorted({c for r in rows for c in r} - known)
-    columns = KEY_COLUMNS + METRIC_COLUMNS + extra + HEALTH_COLUMNS + PROVENANCE_COLUMNS
+    from .adaptive import ADAPTIVE_COLUMNS
+
+    adaptive_columns = ADAPTIVE_COLUMNS if adaptive else []
+    extra = sorted({c for r in rows for c in r} - known - set(adaptive_columns))
+    columns = KEY_COLUMNS + METRIC_COLUMNS + extra + adaptive_columns + HEALTH_COLUMNS + PROVENANCE_COLUMNS
     return Aggregate(rows, columns, skipped, missing, failed)
+
+
+def adaptive_rows(headers: list[LogHeader]) -> list[dict[str, Any]]:
+    """One row per adaptive cell (results.adaptive.merged_rows), with its batches' output health merged."""
+    if not headers:
+        return []
+    from .adaptive import merge_health, merged_rows
+
+    rows = merged_rows(headers)
+    batch_rows = {str(h.row["log_file"]): dict(h.row) for h in headers}
+    for row in rows:
+        batches = [batch_rows[f] for f in str(row.get("batch_logs") or "").split(";") if f]
+        add_health(batches)
+        row.update(merge_health(batches) if batches else {c: None for c in HEALTH_COLUMNS})
+    return rows
 
 
 def add_health(rows: list[dict[str, Any]]) -> None:

@@ -28,6 +28,7 @@ from .scores import (
     family,
     headline_metric,
     read_cell_scores,
+    read_cells_scores,
 )
 from .safe_range import DEFAULT_MARGIN
 from .stats import (
@@ -221,7 +222,9 @@ def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | 
         from inspect_ai.log import read_eval_log
 
         header = read_eval_log(log_file, header_only=True)
-        cell.scores = read_cell_scores(log_file, series.metrics)
+        batches = [f for f in str(row.get("batch_logs") or "").split(";") if f]
+        # an adaptive cell: its batches' samples, merged by sample id (results.adaptive)
+        cell.scores = read_cells_scores(batches, series.metrics) if batches else read_cell_scores(log_file, series.metrics)
     except Exception as e:  # one unreadable log must not stop the report
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return cell, Flag("unreadable", series.benchmark, series.subset, label,
@@ -230,6 +233,9 @@ def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | 
     from .steering_range import read_cell_health
 
     cell.health = read_cell_health(log_file)  # {} for a log without a health sidecar
+    for batch in batches[:-1]:  # the latest batch is log_file
+        for measure, values in read_cell_health(batch).items():
+            cell.health.setdefault(measure, {}).update(values)
     return cell, _mismatch(series, cell), header
 
 

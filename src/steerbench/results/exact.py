@@ -116,3 +116,36 @@ def _half_sums(values: np.ndarray) -> np.ndarray:
 def log_factorials(n: int) -> np.ndarray:
     """log(k!) for k = 0..n."""
     return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=float)))])
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed exactly in log space."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    logs = log_factorials(n)
+    i = np.arange(0, k + 1)
+    terms = logs[n] - logs[i] - logs[n - i] + i * math.log(p) + (n - i) * math.log1p(-p)
+    return float(min(1.0, np.exp(terms).sum()))
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) two-sided interval of a binomial proportion, by bisection on the
+    binomial distribution function: what the simulations of error rates print and test."""
+    tail = (1 - confidence) / 2
+
+    def solve(target: float, k: int) -> float:  # the p at which P(X <= k) = target (decreasing in p)
+        low, high = 0.0, 1.0
+        for _ in range(60):
+            mid = (low + high) / 2
+            low, high = (mid, high) if binomial_cdf(k, n, mid) > target else (low, mid)
+        return (low + high) / 2
+
+    lower = 0.0 if successes == 0 else solve(1 - tail, successes - 1)
+    upper = 1.0 if successes >= n else solve(tail, successes)
+    return lower, upper

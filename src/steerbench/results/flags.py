@@ -150,7 +150,9 @@ def _unsuccessful(benchmark: str, subset: str, group: list[dict[str, Any]]) -> l
 
 
 def _sample_counts(benchmark: str, subset: str, group: list[dict[str, Any]]) -> list[Flag]:
-    counts = {str(r["multiplier"]): int(r.get("n_samples") or 0) for r in group if _present(r) and r.get("n_samples")}
+    # an adaptive cell stops at its own sample count on purpose (results.adaptive): not a flag
+    counts = {str(r["multiplier"]): int(r.get("n_samples") or 0) for r in group
+              if _present(r) and r.get("n_samples") and not r.get("adaptive_state")}
     if len(set(counts.values())) <= 1:
         return []
     tally = Counter(counts.values())

@@ -209,3 +209,20 @@ def read_cell_scores(log_file: str, metric_names: Sequence[str]) -> dict[str, Sa
         if summary.scores and not summary.error
     ]
     return cell_scores(samples, metric_names)
+
+
+def read_samples(log_files: Sequence[str]) -> list[ScoredSample]:
+    """The scored samples of one or more logs (an adaptive cell's batches, which hold different samples)."""
+    from inspect_ai.log import read_eval_log_sample_summaries
+
+    return [
+        (summary.id, {name: score.value for name, score in summary.scores.items()})
+        for log_file in log_files
+        for summary in read_eval_log_sample_summaries(log_file)
+        if summary.scores and not summary.error
+    ]
+
+
+def read_cells_scores(log_files: Sequence[str], metric_names: Sequence[str]) -> dict[str, SampleScores]:
+    """`read_cell_scores` over several logs of one cell, merged by sample id."""
+    return cell_scores(read_samples(log_files), metric_names)

@@ -16,6 +16,7 @@ on S3. A cell is done, partial, failed, running or missing:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -47,6 +48,13 @@ class CellStatus:
     errors: int = 0  # samples that ended in error so far
     retries: int = 0
     first_error: str | None = None
+    # an adaptive study's cell (results.adaptive): its state, samples used of the benchmark's, interval
+    adaptive_state: str | None = None
+    adaptive_samples: int | None = None
+    adaptive_population: int | None = None
+    adaptive_low: float | None = None  # the anytime-valid interval of the mean paired harm
+    adaptive_high: float | None = None
+    adaptive_reason: str | None = None
 
     @property
     def key(self) -> CellKey:
@@ -63,6 +71,8 @@ class CellStatus:
             return f"partial {self.completed_samples}/{self.total_samples}" if self.total_samples else "partial"
         if self.state == "running" and self.done is not None:
             return f"running {self.done}/{self.total_samples}"
+        if self.state == "done" and self.adaptive_state is not None:
+            return f"{self.adaptive_state} {self.adaptive_samples}/{self.adaptive_population or '?'}"
         return {"failed": "FAILED", "missing": "-"}.get(self.state, self.state)
 
 
@@ -149,6 +159,9 @@ def study_status(log_root: str, planned: list[CellKey] | None = None) -> StudySt
         )
         if state == "running" and key in progress:
             cells[key] = with_progress(cells[key], progress[key])
+    adaptive = [h for h in headers if h.adaptive]
+    if adaptive:  # reads the batches' sample scores: a state needs them
+        cells.update(with_adaptive_states(cells, adaptive))
     for cell in planned or []:
         if cell.ident not in cells:
             cells[cell.ident] = CellStatus(cell.benchmark, cell.subset, cell.category, cell.multiplier, "missing", 0, 0)
@@ -160,3 +173,22 @@ def study_status(log_root: str, planned: list[CellKey] | None = None) -> StudySt
     ordered = sorted(cells.values(), key=lambda c: (row_index[(c.benchmark, c.subset)], multiplier_sort_key(c.multiplier)))
     columns = [labels[v] for v in sorted(labels)]
     return StudyStatus(log_root, columns, rows, ordered, skipped, running is not None, running or {})
+
+
+def with_adaptive_states(cells: dict[tuple[str, str, float], CellStatus],
+                         headers: list[LogHeader]) -> dict[tuple[str, str, float], CellStatus]:
+    """The adaptive cells with their state, samples used and interval (results.adaptive.judge)."""
+    from .adaptive import judge
+
+    changed = {}
+    for ident, judged in judge("", headers).cells.items():
+        if ident not in cells:
+            continue
+        changed[ident] = replace(
+            cells[ident], adaptive_state="baseline" if judged.multiplier_value == 0 else judged.state,
+            adaptive_samples=judged.done, adaptive_population=judged.population,
+            adaptive_low=None if math.isnan(judged.low) else judged.low,
+            adaptive_high=None if math.isnan(judged.high) else judged.high,
+            adaptive_reason=judged.reason,
+        )
+    return changed
