@@ -126,6 +126,17 @@ def test_relative_norm_axis_uses_the_provenance(studies: tuple[Path, Path], tmp_
     assert raw[4.0] == pytest.approx(4 * 2.5 * 8 ** 0.5 / 20, abs=1e-5) and raw[0.0] == 0.0
 
 
+def test_a_single_report_labels_its_axis_in_residual_units(studies: tuple[Path, Path]) -> None:
+    from steerbench.report.figures import accuracy_by_benchmark, output_health_by_multiplier
+    from steerbench.results.analysis import analyse
+
+    analysis = analyse(str(studies[1]))  # scale raw: |m·v| / ‖h‖ = 0.354 m
+    for figure in (accuracy_by_benchmark(analysis), output_health_by_multiplier(analysis)):
+        ax = figure.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0\n0", "2.0\n0.71", "4.0\n1.4"]
+        assert "residual norm" in ax.get_xlabel()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--compare", "only=logs"], "needs at least two studies"),
     (["--compare", "a=x", "--compare", "nolabel"], "expected LABEL=LOG_ROOT"),

@@ -129,11 +129,25 @@ def _headline_panel(ax: Any, analysis: Analysis, series: Series) -> None:
     top = max([1.0] + [c.intervals[name].high for c in analysis.cells.values()
                        if (c.benchmark, c.subset) == series.key and name in c.intervals])
     ax.set_ylim(-0.04, top + 0.05)
-    ax.set_xticks(list(analysis.multipliers), list(analysis.multipliers.values()))
+    _multiplier_axis(ax, analysis)
     scale = f" (÷{series.headline.scale:g})" if series.headline.scale != 1 else ""
     ax.set_ylabel(metric_label(name) + scale)
-    ax.set_xlabel("multiplier")
     ax.set_title(series.label)
+
+
+def _multiplier_axis(ax: Any, analysis: Analysis) -> None:
+    """Ticks at the multipliers; where `steerbench serve`'s provenance gives |m·v| / residual norm for
+    every multiplier, each tick shows it too (the unit that compares models, layers and vectors)."""
+    from .compare import axis_values
+
+    values = list(analysis.multipliers)
+    relative = axis_values(analysis, "relative-norm")
+    if len(relative) == len(values) and any(relative.values()):
+        ax.set_xticks(values, [f"{analysis.multipliers[v]}\n{abs(relative[v]):.2g}" for v in values])
+        ax.set_xlabel("multiplier (below it: |m·v| / residual norm)")
+        return
+    ax.set_xticks(values, list(analysis.multipliers.values()))
+    ax.set_xlabel("multiplier")
 
 
 # ---------------------------------------------------------------- grouped bars
@@ -394,10 +408,9 @@ def output_health_by_multiplier(analysis: Analysis) -> Figure:
                         ax.plot(x, y, marker="o", markersize=11, markerfacecolor="none", markeredgecolor=FLAG_COLOR,
                                 markeredgewidth=1.3, linestyle="none", zorder=4)
             ax.axvline(BASELINE, color=ZERO_GREY, linestyle="--", linewidth=0.8, zorder=0)
-            ax.set_xticks(list(analysis.multipliers), list(analysis.multipliers.values()))
+            _multiplier_axis(ax, analysis)
             ax.set_title(title)
             ax.set_ylabel(ylabel)
-            ax.set_xlabel("multiplier")
             if column != "output_tokens_mean":
                 ax.set_ylim(-0.03, 1.03)
         handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -453,9 +466,8 @@ def adaptive_harm_intervals(analysis: Analysis) -> Figure:
             ax.axhline(0, color=ZERO_GREY, linewidth=0.8, zorder=0)
             if margin is not None:
                 ax.axhline(margin, color=FLAG_COLOR, linestyle="--", linewidth=0.8, zorder=0)
-            ax.set_xticks(list(analysis.multipliers), list(analysis.multipliers.values()))
+            _multiplier_axis(ax, analysis)
             ax.set_title(cell_label(benchmark, subset))
-            ax.set_xlabel("multiplier")
             ax.set_ylabel("mean paired harm")
         _hide_unused(axes, max(len(cells), 1))
         from matplotlib.lines import Line2D
