@@ -39,6 +39,10 @@ class InputBatch:
     @property
     def num_reqs(self):
         return 0
+
+    def __init__(self):
+        self.num_computed_tokens_cpu = self.num_computed_tokens_cpu_tensor.numpy()
+        self.num_prompt_tokens = self.num_prompt_tokens_cpu_tensor.numpy()
 '''
 CPU_RUNNER = "class CPUModelRunner(GPUModelRunner):\n    pass\n"
 

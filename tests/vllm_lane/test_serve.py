@@ -48,7 +48,7 @@ def test_deployments_file_is_private_and_carries_provenance(fleets, vector_file)
         for line in lines:
             assert line["steering"] == {"model": line["steering"]["model"], "layer": LAYER,
                                         "vector_sha256": hashlib.sha256(vector_file.read_bytes()).hexdigest(),
-                                        "normalized": False, "scale": "raw",
+                                        "normalized": False, "scale": "raw", "operation": "add", "positions": "all",
                                         "vector_norm": pytest.approx(float(np.linalg.norm(np.load(vector_file))), abs=1e-5)}
         # named by the model folder's name, as GET /v1/models lists it: no absolute path
         assert {line["model"] for line in lines} == {"tiny"} and lines[0]["steering"]["model"] == "tiny"

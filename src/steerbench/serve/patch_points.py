@@ -9,8 +9,9 @@ Each `PatchPoint` names a file, a class, and either a method with the leading pa
 plugin calls it with, or an attribute the plugin reads, and the steering modes that need it:
 "fixed" (one multiplier per server) needs the model loader and the V1 model runner (the runner
 steering is proven on); "per_request" (one server for every multiplier) also needs that runner's
-`_prepare_inputs` / `_model_forward` and its input batch. A release that passes has every patch
-point; only the vllm lane proves that it steers.
+`_prepare_inputs` / `_model_forward` and its input batch. A fixed server that steers only some
+positions (`--positions prompt|generated`) uses the per-request points too. A release that passes has
+every patch point; only the vllm lane proves that it steers.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ PATCH_POINTS: tuple[PatchPoint, ...] = (
                modes=(PER_REQUEST,)),
     PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "req_ids", attribute=True, modes=(PER_REQUEST,)),
     PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_reqs", attribute=True, modes=(PER_REQUEST,)),
+    # each token's position (--positions prompt|generated): the runner's own counts
+    PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_computed_tokens_cpu", attribute=True,
+               modes=(PER_REQUEST,)),
+    PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_prompt_tokens", attribute=True,
+               modes=(PER_REQUEST,)),
     # the CPU build's runner must inherit the patched GPU runner's methods
     PatchPoint("vllm/v1/worker/cpu_model_runner.py", "CPUModelRunner", "", base="GPUModelRunner",
                modes=(PER_REQUEST,)),

@@ -1,14 +1,22 @@
-"""steerbench's vLLM plugin (entry point `vllm.general_plugins`): add `multiplier × vector` after a decoder layer.
+"""steerbench's vLLM plugin (entry point `vllm.general_plugins`): steer the residual stream after a decoder layer.
 
 vLLM calls `register()` in every process it starts (API server, engine core, workers). The plugin
 acts only when the process was started with `STEERBENCH_STEERING=<settings file>` (written by
 `steerbench serve`); anywhere else it returns at once and patches nothing. This module imports
 only the standard library at import time, since vLLM loads it in processes that never steer.
 
-Semantics: after decoder layer L (0-based, as `model.model.layers[L]` in transformers), at every
-token position, prompt and generated alike, the residual stream gains `m × v`. vLLM's Llama-style
-layers return `(hidden_states, residual)` and the next layer (or the final norm) adds the two, so
-adding to `hidden_states` is adding to the residual stream.
+Semantics: after decoder layer L (0-based, as `model.model.layers[L]` in transformers), at the
+steered token positions, the residual stream h becomes
+- operation `add`: h + m v;
+- operation `ablate`: h - m (h·r) r with r = v/|v| (m = 1 removes the direction, m = 0 leaves h).
+vLLM's Llama-style layers return `(hidden_states, residual)` and the next layer (or the final norm)
+adds the two: the true residual stream is their SUM. Addition may go to either part; ablation
+projects the sum and puts its change into `hidden_states`.
+
+Positions (`positions` in the settings): `all` (prompt and generated tokens), `prompt` (positions
+before the prompt's length), `generated` (positions at or after it: the decode steps, whose inputs
+are generated tokens). A token's position is the model runner's own (`num_computed_tokens` plus its
+offset in the step), so chunked prefill and prefix-cache hits split the same way.
 
 Proof of steering. vLLM can come up without ever running this hook (another plugin named in
 `VLLM_PLUGINS`, a compiled graph that froze the per-token values, a model runner the plugin does
@@ -37,6 +45,8 @@ from typing import Any
 SETTINGS_ENV = "STEERBENCH_STEERING"
 REQUEST_FIELD = "steer_multiplier"
 SETTINGS_FORMAT = 1
+OPERATIONS = ("add", "ablate")
+POSITIONS = ("all", "prompt", "generated")
 
 logger = logging.getLogger("steerbench.serve.plugin")
 
@@ -176,7 +186,21 @@ class TokenMultipliers:
     """Per-token multipliers of the batch about to run, set by the model runner before each forward."""
 
     def __init__(self) -> None:
-        self.values: Any = None  # torch.Tensor [num_tokens] or None: unsteered
+        self.values: Any = None  # torch.Tensor [num_tokens] or None: no token is steered
+
+
+def steering_choice(settings: dict[str, Any]) -> tuple[str, str]:
+    """(operation, positions) of a settings file; files written before these existed mean (add, all)."""
+    operation, positions = settings.get("operation", "add"), settings.get("positions", "all")
+    if operation not in OPERATIONS or positions not in POSITIONS:
+        raise RuntimeError(f"steerbench steering: operation {operation!r} / positions {positions!r} not understood")
+    return operation, positions
+
+
+def needs_token_multipliers(settings: dict[str, Any]) -> bool:
+    """Whether the hook needs per-token multipliers from the model runner (a multiplier per request, or
+    some positions left out); a fixed server steering every position needs none."""
+    return settings["mode"] == "per_request" or steering_choice(settings)[1] != "all"
 
 
 def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknown") -> None:
@@ -184,29 +208,59 @@ def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknow
 
     layers = decoder_layers(model)
     parameter = next(model.parameters())
+    operation, positions = steering_choice(settings)
     _proof.record("installed", runner=runner, runner_patched=runner_is_patched(runner),
-                  vllm=_vllm_version(), mode=settings["mode"])
-    per_request = settings["mode"] == "per_request"
-    tokens = TokenMultipliers() if per_request else None
-    if per_request:
-        _patch_model_runner(tokens)
+                  vllm=_vllm_version(), mode=settings["mode"], operation=operation, positions=positions)
+    fixed = settings["mode"] == "fixed"
+    if fixed and float(settings["multiplier"]) == 0.0:
+        logger.warning("steerbench steering: multiplier 0, the unsteered model")
+        return  # exactly the unsteered model: no hook at all
+    tokens = TokenMultipliers() if needs_token_multipliers(settings) else None
+    if tokens is not None:
+        _patch_model_runner(tokens, settings)
     for key, values in settings["layers"].items():
         index = int(key)
         vector = torch.tensor(values, dtype=parameter.dtype, device=parameter.device)
-        if per_request:
-            hook = _per_token_hook(vector, tokens, index)
+        if operation == "ablate":
+            vector = unit_direction(vector, index)
+        if tokens is None:
+            hook = _fixed_hook(float(settings["multiplier"]), vector, operation, index)
         else:
-            multiplier = float(settings["multiplier"])
-            if multiplier == 0.0:
-                continue  # exactly the unsteered model
-            hook = _fixed_hook(multiplier * vector, index)
+            hook = _per_token_hook(vector, operation, tokens, index)
         layers[index].register_forward_hook(hook)
     logger.warning(
-        "steerbench steering: %s, layers %s, vector sha256 %s",
-        "per-request multipliers" if per_request else f"multiplier {settings['multiplier']}",
-        sorted(int(k) for k in settings["layers"]),
-        settings.get("vector_sha256", "?")[:12],
+        "steerbench steering: %s %s at %s positions, layers %s, vector sha256 %s",
+        operation, "per-request multipliers" if not fixed else f"multiplier {settings['multiplier']}", positions,
+        sorted(int(k) for k in settings["layers"]), settings.get("vector_sha256", "?")[:12],
     )
+
+
+def unit_direction(vector: Any, layer: int) -> Any:
+    norm = vector.norm()
+    if not float(norm) > 0.0:  # `steerbench serve` refuses this before starting; a hand-made settings file may not
+        raise RuntimeError(f"steerbench steering: layer {layer}: ablation needs a non-zero vector")
+    return vector / norm
+
+
+def residual_stream(output: Any) -> Any:
+    """The residual stream after the layer: `hidden_states + residual` for vLLM's Llama-style
+    `(hidden_states, residual)` outputs, else the output itself."""
+    if isinstance(output, tuple):
+        hidden = output[0]
+        residual = output[1] if len(output) > 1 else None
+        if residual is not None and getattr(residual, "shape", None) == hidden.shape:
+            return hidden + residual
+        return hidden
+    return output
+
+
+def steering_delta(output: Any, scale: Any, vector: Any, operation: str) -> Any:
+    """What the residual stream gains: `scale × v` (add), or `-scale × (h·r) r` with r = `vector`,
+    already unit length (ablate). `scale` is a number or a [tokens, 1] column."""
+    if operation == "add":
+        return scale * vector
+    stream = residual_stream(output)
+    return -scale * (stream @ vector).unsqueeze(-1) * vector
 
 
 def _add_to_stream(output: Any, delta: Any) -> Any:
@@ -233,15 +287,15 @@ def _record_steered(layer: int) -> None:
         _proof.record("steered", layer=layer)
 
 
-def _fixed_hook(delta: Any, layer: int):
+def _fixed_hook(multiplier: float, vector: Any, operation: str, layer: int):
     def hook(module, args, output):
         _record_steered(layer)
-        return _add_to_stream(output, delta)
+        return _add_to_stream(output, steering_delta(output, multiplier, vector, operation))
 
     return hook
 
 
-def _per_token_hook(vector: Any, tokens: TokenMultipliers, layer: int):
+def _per_token_hook(vector: Any, operation: str, tokens: TokenMultipliers, layer: int):
     import torch
 
     def hook(module, args, output):
@@ -254,9 +308,32 @@ def _per_token_hook(vector: Any, tokens: TokenMultipliers, layer: int):
         if multipliers.shape[0] < rows:  # padded batch: padding rows stay unsteered
             multipliers = torch.cat([multipliers, multipliers.new_zeros(rows - multipliers.shape[0])])
         scale = multipliers[:rows].to(dtype=hidden.dtype, device=hidden.device).unsqueeze(-1)
-        return _add_to_stream(output, scale * vector)
+        return _add_to_stream(output, steering_delta(output, scale, vector, operation))
 
     return hook
+
+
+def steered_positions(positions: str, num_scheduled: Any, num_computed: Any, num_prompt: Any) -> Any:
+    """Which tokens of a step are steered (bool per token, laid out request by request): token j of
+    request i sits at position num_computed[i] + j; it is a prompt token below num_prompt[i]."""
+    import numpy as np
+
+    num_scheduled = np.asarray(num_scheduled, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(num_scheduled)[:-1]])
+    offsets = np.arange(int(num_scheduled.sum())) - np.repeat(starts, num_scheduled)
+    token_positions = np.repeat(np.asarray(num_computed, dtype=np.int64), num_scheduled) + offsets
+    prompt = token_positions < np.repeat(np.asarray(num_prompt, dtype=np.int64), num_scheduled)
+    if positions == "all":
+        return np.ones_like(prompt)
+    return prompt if positions == "prompt" else ~prompt
+
+
+def token_multipliers(per_request: Any, positions: str, num_scheduled: Any, num_computed: Any, num_prompt: Any) -> Any:
+    """Each token's multiplier: its request's, where its position is steered, else 0."""
+    import numpy as np
+
+    per_token = np.repeat(np.asarray(per_request, dtype=np.float64), np.asarray(num_scheduled, dtype=np.int64))
+    return np.where(steered_positions(positions, num_scheduled, num_computed, num_prompt), per_token, 0.0)
 
 
 def request_multiplier(sampling_params: Any) -> float:
@@ -269,7 +346,7 @@ def request_multiplier(sampling_params: Any) -> float:
         return 0.0
 
 
-def _patch_model_runner(tokens: TokenMultipliers) -> None:
+def _patch_model_runner(tokens: TokenMultipliers, settings: dict[str, Any]) -> None:
     import numpy as np
     import torch
     from vllm.v1.worker.gpu_model_runner import GPUModelRunner
@@ -277,15 +354,23 @@ def _patch_model_runner(tokens: TokenMultipliers) -> None:
     original = GPUModelRunner._prepare_inputs
     if getattr(original, "_steerbench_steering", False):
         return
+    fixed = None if settings["mode"] == "per_request" else float(settings["multiplier"])
+    positions = steering_choice(settings)[1]
 
     def _prepare_inputs(self, scheduler_output, num_scheduled_tokens, *args, **kwargs):
+        batch = self.input_batch
+        num_reqs = batch.num_reqs
+        # read before the step: these are the counts the runner computes this step's positions from
+        num_computed = batch.num_computed_tokens_cpu[:num_reqs].copy()
+        num_prompt = batch.num_prompt_tokens[:num_reqs].copy()
         result = original(self, scheduler_output, num_scheduled_tokens, *args, **kwargs)
-        req_ids = self.input_batch.req_ids[: self.input_batch.num_reqs]
-        per_request = np.array([request_multiplier(self.requests[req_id].sampling_params) for req_id in req_ids])
-        if np.any(per_request != 0.0):
-            tokens.values = torch.from_numpy(np.repeat(per_request, np.asarray(num_scheduled_tokens)))
+        req_ids = batch.req_ids[:num_reqs]
+        if fixed is None:
+            per_request = np.array([request_multiplier(self.requests[req_id].sampling_params) for req_id in req_ids])
         else:
-            tokens.values = None
+            per_request = np.full(num_reqs, fixed)
+        values = token_multipliers(per_request, positions, num_scheduled_tokens, num_computed, num_prompt)
+        tokens.values = torch.from_numpy(values) if np.any(values != 0.0) else None
         return result
 
     forward = GPUModelRunner._model_forward
