@@ -45,3 +45,32 @@ def reference_tokens(model_dir: Path, vector_file: Path, layer: int, multiplier:
     finally:
         handle.remove()
     return out[0, prompt_length:].tolist()
+
+
+def reference_prompt_logprobs(model_dir: Path, vector_file: Path, layer: int, multiplier: float, prompt: str,
+                              operation: str = "add", positions: str = "all") -> list[float]:
+    """log p(token i | tokens before i) for every prompt token after the first, the layer steered at
+    the prompt's positions as `positions` says (`generated`: none of them)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    vector = torch.tensor(np.load(vector_file), dtype=torch.float32)
+    unit = vector / vector.norm()
+    scale = 0.0 if positions == "generated" else multiplier
+
+    def steer(module, args, output):
+        stream = output[0] if isinstance(output, tuple) else output
+        steered = stream + scale * vector if operation == "add" else stream - scale * (stream @ unit).unsqueeze(-1) * unit
+        return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
+    handle = model.model.layers[layer].register_forward_hook(steer)
+    try:
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+    finally:
+        handle.remove()
+    return torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:].unsqueeze(1)).squeeze(1).tolist()
