@@ -15,7 +15,7 @@ from steerbench.cli.main import main
 from steerbench.core.config import load_deployments
 from steerbench.results.aggregate import _steering_columns
 from steerbench.serve.plan import ServeOptions, cache_salt, deployment_lines, parse_multipliers, plan_servers
-from steerbench.serve.plugin import needs_token_multipliers, steered_positions, steering_choice, token_multipliers
+from steerbench.serve.plugin import steered_positions, steering_choice, token_multipliers
 from steerbench.serve.vectors import SteeringVectors
 
 
@@ -76,7 +76,6 @@ def test_settings_and_provenance_carry_operation_and_positions(one_server, tmp_p
     made, lines = plan("ablate", "generated", one_server)
     for server in made.servers:
         assert server.settings["operation"] == "ablate" and server.settings["positions"] == "generated"
-        assert needs_token_multipliers(server.settings)  # a fixed server too: prompt tokens are left out
     assert {(line["steering"]["operation"], line["steering"]["positions"]) for line in lines} == {("ablate", "generated")}
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     loaded = load_deployments(tmp_path / "d.jsonl")  # what run reads back and writes into every log
@@ -89,7 +88,6 @@ def test_a_deployment_from_before_operations_reads_as_add_at_every_position():
     columns = _steering_columns({"vector_sha256": "ab" * 32, "layer": 3, "model": "m"})
     assert (columns["steering_operation"], columns["steering_positions"]) == ("add", "all")
     assert steering_choice({"mode": "fixed", "multiplier": 1.0}) == ("add", "all")
-    assert not needs_token_multipliers({"mode": "fixed", "multiplier": 1.0})
 
 
 def test_ablation_records_no_relative_norm():

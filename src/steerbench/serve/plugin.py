@@ -121,7 +121,7 @@ def _patch_model_loader(settings: dict[str, Any]) -> None:
 
     def load_model(self, vllm_config, model_config, *args, **kwargs):
         model = original(self, vllm_config, model_config, *args, **kwargs)
-        install_steering(model, settings, runner=_calling_runner())
+        install_steering(model, settings, runner=_calling_runner(), rows=table_rows(vllm_config))
         return model
 
     load_model._steerbench_steering = True  # type: ignore[attr-defined]
@@ -182,11 +182,59 @@ def runner_is_patched(runner: str) -> bool:
     return runner.startswith(("vllm.v1.worker.gpu_model_runner.", "vllm.v1.worker.cpu_model_runner."))
 
 
-class TokenMultipliers:
-    """Per-token multipliers of the batch about to run, set by the model runner before each forward."""
+class SteeringTable:
+    """Each token's multiplier for the forward about to run, in persistent tensors on the model's device.
 
-    def __init__(self) -> None:
-        self.values: Any = None  # torch.Tensor [num_tokens] or None: no token is steered
+    Allocated when the model is loaded, before vLLM compiles it or captures graphs, and registered as
+    buffers of the steered decoder layers, so a compiled graph takes them as inputs and reads their
+    current contents at every step. The model runner fills `multipliers` in place before each forward
+    and zeros it after: rows nobody filled (padding, warm-up, dummy runs) read 0, and 0 leaves the
+    stream exactly as it was. `fired` is the in-graph proof: every steered layer writes into it the
+    largest |multiplier| it applied, and the runner reads it after the forward (`steerbench serve`
+    prints `ready:` only once a forward at a non-zero multiplier wrote it)."""
+
+    MULTIPLIERS = "steerbench_multipliers"
+    FIRED = "steerbench_fired"
+
+    def __init__(self, rows: int, device: Any) -> None:
+        import torch
+
+        self.rows = rows
+        self.multipliers = torch.zeros(rows, dtype=torch.float32, device=device)
+        self.fired = torch.zeros(1, dtype=torch.float32, device=device)
+        self.filled = 0  # rows written by the last fill, zeroed again by clear()
+        self.nonzero = False  # whether the last fill steers any token (known on the host, no sync)
+
+    def attach(self, layer: Any) -> None:
+        layer.register_buffer(self.MULTIPLIERS, self.multipliers, persistent=False)
+        layer.register_buffer(self.FIRED, self.fired, persistent=False)
+
+    def fill(self, values: Any) -> None:
+        import torch
+
+        count = len(values)
+        if count > self.rows:
+            raise RuntimeError(f"steerbench steering: a step of {count} tokens, the table holds {self.rows}")
+        self.clear()
+        if count:
+            self.multipliers[:count].copy_(torch.from_numpy(values).to(torch.float32), non_blocking=True)
+        self.filled = count
+        self.nonzero = bool((values != 0).any())
+
+    def clear(self) -> None:
+        if self.filled:
+            self.multipliers[: self.filled].zero_()
+        self.filled, self.nonzero = 0, False
+
+
+def table_rows(vllm_config: Any) -> int:
+    """Rows enough for any forward: the most tokens a step schedules, or the largest padded graph size."""
+    scheduler = getattr(vllm_config, "scheduler_config", None)
+    compilation = getattr(vllm_config, "compilation_config", None)
+    sizes = [getattr(scheduler, "max_num_batched_tokens", None), getattr(scheduler, "max_num_seqs", None),
+             getattr(compilation, "max_cudagraph_capture_size", None)]
+    known = [int(size) for size in sizes if isinstance(size, int)]
+    return max(known) if known else 65536
 
 
 def steering_choice(settings: dict[str, Any]) -> tuple[str, str]:
@@ -197,13 +245,8 @@ def steering_choice(settings: dict[str, Any]) -> tuple[str, str]:
     return operation, positions
 
 
-def needs_token_multipliers(settings: dict[str, Any]) -> bool:
-    """Whether the hook needs per-token multipliers from the model runner (a multiplier per request, or
-    some positions left out); a fixed server steering every position needs none."""
-    return settings["mode"] == "per_request" or steering_choice(settings)[1] != "all"
-
-
-def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknown") -> None:
+def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknown", rows: int = 65536) -> SteeringTable | None:
+    """Hook the steered layers; from then on the model runner fills the table before each forward."""
     import torch
 
     layers = decoder_layers(model)
@@ -214,25 +257,21 @@ def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknow
     fixed = settings["mode"] == "fixed"
     if fixed and float(settings["multiplier"]) == 0.0:
         logger.warning("steerbench steering: multiplier 0, the unsteered model")
-        return  # exactly the unsteered model: no hook at all
-    tokens = TokenMultipliers() if needs_token_multipliers(settings) else None
-    if tokens is not None:
-        _patch_model_runner(tokens, settings)
+        return None  # exactly the unsteered model: no hook at all
+    table = SteeringTable(rows, parameter.device)
+    _patch_model_runner(table, settings)
     for key, values in settings["layers"].items():
         index = int(key)
         vector = torch.tensor(values, dtype=parameter.dtype, device=parameter.device)
         if operation == "ablate":
             vector = unit_direction(vector, index)
-        if tokens is None:
-            hook = _fixed_hook(float(settings["multiplier"]), vector, operation, index)
-        else:
-            hook = _per_token_hook(vector, operation, tokens, index)
-        layers[index].register_forward_hook(hook)
+        steer_layer(layers[index], vector, operation, table)
     logger.warning(
         "steerbench steering: %s %s at %s positions, layers %s, vector sha256 %s",
         operation, "per-request multipliers" if not fixed else f"multiplier {settings['multiplier']}", positions,
         sorted(int(k) for k in settings["layers"]), settings.get("vector_sha256", "?")[:12],
     )
+    return table
 
 
 def unit_direction(vector: Any, layer: int) -> Any:
@@ -278,36 +317,25 @@ def _vllm_version() -> str:
         return "unknown"
 
 
-def _record_steered(layer: int) -> None:
-    import torch
-
-    # While torch.compile traces, a hook runs once and is then frozen into the graph: that is no
-    # proof that later forwards steer (per-request values would be frozen), so it is not recorded.
-    if not torch.compiler.is_compiling():
-        _proof.record("steered", layer=layer)
+def steer_layer(layer: Any, vector: Any, operation: str, table: SteeringTable) -> None:
+    """After `layer`, steer each token by its row of `table` (`vector` already a unit direction for ablate)."""
+    table.attach(layer)
+    layer.register_forward_hook(_table_hook(vector, operation, table))
 
 
-def _fixed_hook(multiplier: float, vector: Any, operation: str, layer: int):
-    def hook(module, args, output):
-        _record_steered(layer)
-        return _add_to_stream(output, steering_delta(output, multiplier, vector, operation))
-
-    return hook
-
-
-def _per_token_hook(vector: Any, operation: str, tokens: TokenMultipliers, layer: int):
+def _table_hook(vector: Any, operation: str, table: SteeringTable):
     import torch
 
     def hook(module, args, output):
-        multipliers = tokens.values
-        if multipliers is None:
-            return output
-        _record_steered(layer)
+        compiling = torch.compiler.is_compiling()
+        if not compiling and not table.nonzero:
+            return output  # eager and nothing steered this step: skip the arithmetic (a compiled graph must not branch)
         hidden = output[0] if isinstance(output, tuple) else output
-        rows = hidden.shape[0]
-        if multipliers.shape[0] < rows:  # padded batch: padding rows stay unsteered
-            multipliers = torch.cat([multipliers, multipliers.new_zeros(rows - multipliers.shape[0])])
-        scale = multipliers[:rows].to(dtype=hidden.dtype, device=hidden.device).unsqueeze(-1)
+        # the layer's own buffers: a compiled graph reads them as inputs, fresh at every step
+        multipliers = getattr(module, SteeringTable.MULTIPLIERS)
+        fired = getattr(module, SteeringTable.FIRED)
+        scale = multipliers[: hidden.shape[0]].to(dtype=hidden.dtype).unsqueeze(-1)
+        fired.copy_(torch.maximum(fired, multipliers[: hidden.shape[0]].abs().amax().reshape(1)))
         return _add_to_stream(output, steering_delta(output, scale, vector, operation))
 
     return hook
@@ -346,9 +374,8 @@ def request_multiplier(sampling_params: Any) -> float:
         return 0.0
 
 
-def _patch_model_runner(tokens: TokenMultipliers, settings: dict[str, Any]) -> None:
+def _patch_model_runner(table: SteeringTable, settings: dict[str, Any]) -> None:
     import numpy as np
-    import torch
     from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
     original = GPUModelRunner._prepare_inputs
@@ -364,24 +391,35 @@ def _patch_model_runner(tokens: TokenMultipliers, settings: dict[str, Any]) -> N
         num_computed = batch.num_computed_tokens_cpu[:num_reqs].copy()
         num_prompt = batch.num_prompt_tokens[:num_reqs].copy()
         result = original(self, scheduler_output, num_scheduled_tokens, *args, **kwargs)
-        req_ids = batch.req_ids[:num_reqs]
         if fixed is None:
+            req_ids = batch.req_ids[:num_reqs]
             per_request = np.array([request_multiplier(self.requests[req_id].sampling_params) for req_id in req_ids])
         else:
             per_request = np.full(num_reqs, fixed)
-        values = token_multipliers(per_request, positions, num_scheduled_tokens, num_computed, num_prompt)
-        tokens.values = torch.from_numpy(values) if np.any(values != 0.0) else None
+        table.fill(token_multipliers(per_request, positions, num_scheduled_tokens, num_computed, num_prompt))
         return result
 
     forward = GPUModelRunner._model_forward
 
     def _model_forward(self, *args, **kwargs):
-        # Forwards that did not come through _prepare_inputs (warm-up, dummy runs) see no stale values.
+        steering = table.nonzero
         try:
             return forward(self, *args, **kwargs)
         finally:
-            tokens.values = None
+            # Forwards that do not come through _prepare_inputs (warm-up, dummy runs) read zeros.
+            table.clear()
+            if steering and "steered" not in _proof.written:
+                _record_fired(table)
 
     _prepare_inputs._steerbench_steering = True  # type: ignore[attr-defined]
     GPUModelRunner._prepare_inputs = _prepare_inputs  # type: ignore[method-assign]
     GPUModelRunner._model_forward = _model_forward  # type: ignore[method-assign]
+
+
+def _record_fired(table: SteeringTable) -> None:
+    """After a forward that should have steered: did the layers (compiled or not) apply a non-zero
+    multiplier? Read once per process, until the proof is written: one host sync at start-up."""
+    fired = float(table.fired.item())
+    table.fired.zero_()
+    if fired > 0.0:
+        _proof.record("steered", largest_multiplier=fired)
