@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from steerbench.cli.main import main
 from steerbench.core.config import load_deployments
 from steerbench.results.aggregate import _steering_columns
-from steerbench.serve.plan import ServeOptions, cache_salt, deployment_lines, parse_multipliers, plan_servers
+from steerbench.serve.plan import ServeInputError, ServeOptions, cache_salt, deployment_lines, parse_multipliers, plan_servers
 from steerbench.serve.plugin import steered_positions, steering_choice, token_multipliers
 from steerbench.serve.vectors import SteeringVectors
 
@@ -144,3 +144,36 @@ def test_ablation_projects_the_sum_of_hidden_states_and_residual():
     # hidden_states alone is not the stream: projecting it would leave the residual's component
     assert not torch.allclose(residual_stream((hidden, residual)) @ unit, hidden @ unit)
     torch.testing.assert_close(hidden + steering_delta(hidden, 2.0, direction, "add"), hidden + 2.0 * direction)
+
+
+def compiled_plan(compiled, cpu_build: bool, version: str | None):
+    vectors = SteeringVectors({3: np.ones(8)}, "ab" * 32, False, {})
+    options = ServeOptions(model="m", multipliers=parse_multipliers("0,1"), one_server=True, compiled=compiled,
+                           cpu_build=cpu_build, vllm_version=version)
+    return plan_servers(options, vectors, ["k"], python="python")
+
+
+@pytest.mark.parametrize("compiled, cpu_build, version, eager, noted", [
+    (None, True, "0.32.0+cpu", False, False),  # proven by the vllm lane: compiled by default
+    (None, False, "0.33.0", True, True),  # a GPU build: not proven, eager, and serve says so
+    (None, True, "0.31.1+cpu", True, True),
+    (None, False, None, True, False),  # no vLLM here (a dry run): eager, nothing to say
+    (False, True, "0.32.0+cpu", True, False),  # --eager wins everywhere
+    (True, True, "0.32.1+cpu", False, False),
+])
+def test_compiled_by_default_only_where_proven(compiled, cpu_build, version, eager, noted):
+    made = compiled_plan(compiled, cpu_build, version)
+    assert ("--enforce-eager" in made.servers[0].argv) == eager
+    assert any("serving eager" in note for note in made.notes) == noted
+
+
+def test_compiled_where_it_is_not_proven_is_refused_naming_the_flag():
+    with pytest.raises(ServeInputError, match=r"--compiled: compiled steering is proven on vLLM 0\.32\.x \(CPU\) only, "
+                                              r"this is vLLM 0\.33\.0 \(GPU build\); use --eager"):
+        compiled_plan(True, False, "0.33.0")
+
+
+@pytest.mark.parametrize("flag, ours", [("--no-enforce-eager", "--compiled"), ("--enforce-eager", "--eager")])
+def test_eager_flags_after_the_separator_point_to_ours(tmp_path, model_dir, flag, ours):
+    result = serve(tmp_path, model_dir, np.ones(8, dtype=np.float32), "--dry-run", "--", flag)
+    assert_one_error(result, tmp_path, f"{flag} after `--`", ours)

@@ -42,6 +42,9 @@ def _gpus(value: str | None) -> tuple[str, ...]:
                    "direction, m = 0 is unsteered). See docs/how-to/ablate-and-positions.md.")
 @click.option("--positions", default="all", show_default=True, metavar="all|prompt|generated",
               help="Which tokens are steered: all, the prompt's only, or the generated ones only (decode steps).")
+@click.option("--compiled/--eager", "compiled", default=None,
+              help="Run vLLM's compiled model (steering reads per-token buffers the graph takes as inputs) or eager "
+                   "(--enforce-eager). Default: compiled on the vLLM versions where the vllm lane proved it, else eager.")
 @click.option("--one-server", is_flag=True,
               help="One server for every multiplier: each request carries its multiplier (vllm_xargs.steer_multiplier).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the servers listen on.")
@@ -61,7 +64,7 @@ def _gpus(value: str | None) -> tuple[str, ...]:
 @click.option("--dry-run", is_flag=True, help="Print the exact vLLM commands and environment (keys masked); start nothing.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def serve(model: str, served_model_name: str | None, vector: Path, layer: int | None, multipliers: str, normalize: bool, scale: str,
-          operation: str, positions: str, one_server: bool,
+          operation: str, positions: str, compiled: bool | None, one_server: bool,
           host: str, port: int, out: Path, key_env: str | None, log_dir: Path, gpus: str | None,
           gpu_memory_utilization: float | None, tensor_parallel_size: int | None, startup_timeout: float,
           dry_run: bool, vllm_args: tuple[str, ...]) -> None:
@@ -73,7 +76,7 @@ def serve(model: str, served_model_name: str | None, vector: Path, layer: int | 
     from ..serve.launcher import ServeError
     from ..serve.model_info import ModelError
     from ..serve.plan import ServeInputError, ServeOptions, check_steering_choice, parse_multipliers
-    from ..serve.session import ServeRequest, serve as run_session, vllm_is_cpu_build
+    from ..serve.session import ServeRequest, installed_vllm_version, serve as run_session, vllm_is_cpu_build
     from ..serve.vectors import VectorError
 
     try:
@@ -87,6 +90,7 @@ def serve(model: str, served_model_name: str | None, vector: Path, layer: int | 
             key_env=key_env, gpus=_gpus(gpus), gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size, vllm_args=vllm_args, cpu_build=vllm_is_cpu_build(),
             served_model_name=served_model_name, operation=operation, positions=positions,
+            compiled=compiled, vllm_version=installed_vllm_version(),
         )
         request = ServeRequest(options, vector, layer, normalize, out, log_dir, dry_run, startup_timeout, scale)
         code = run_session(request, say)

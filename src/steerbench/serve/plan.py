@@ -24,7 +24,12 @@ RESERVED_VLLM_FLAGS = {
     "--model": "use --model of steerbench serve",
     "--served-model-name": "use --served-model-name of steerbench serve",
     "--additional-config": "steerbench serve sets it to keep steering settings apart",
+    "--enforce-eager": "use --eager of steerbench serve",
+    "--no-enforce-eager": "use --compiled of steerbench serve",
 }
+# Compiled steering (no --enforce-eager) is proven by the vllm lane, output for output against
+# transformers, on these vLLM builds only: (CPU build?, version prefix). Elsewhere serve runs eager.
+COMPILED_PROVEN = ((True, "0.32."),)
 # vLLM's default (0) aborts on SIGTERM: its engine core is killed at once and the API server logs an
 # EngineDeadError and leaked semaphores. With a grace period it drains and stops its engine core itself.
 VLLM_SHUTDOWN_SECONDS = 30  # an idle CPU server takes about 15 s: its worker exits only on SIGTERM
@@ -81,6 +86,8 @@ class ServeOptions:
     served_model_name: str | None = None  # None: the model folder's (or hub id's) last part
     operation: str = "add"  # add: h + m v; ablate: h - m (h·r) r, r = v/|v|
     positions: str = "all"  # all, prompt or generated tokens steered
+    compiled: bool | None = None  # None: compiled where proven (COMPILED_PROVEN), else eager
+    vllm_version: str | None = None  # the installed vLLM's, None where it is not installed
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,22 @@ def check_steering_choice(operation: str, positions: str) -> None:
         raise ServeInputError(f"--operation {operation!r}: expected one of {', '.join(OPERATIONS)}")
     if positions not in POSITIONS:
         raise ServeInputError(f"--positions {positions!r}: expected one of {', '.join(POSITIONS)}")
+
+
+def compiled_is_proven(cpu_build: bool, vllm_version: str | None) -> bool:
+    return vllm_version is not None and any(
+        cpu_build == cpu and vllm_version.startswith(prefix) for cpu, prefix in COMPILED_PROVEN)
+
+
+def serve_compiled(options: ServeOptions) -> bool:
+    """Whether the servers run vLLM's compiled model (else --enforce-eager)."""
+    proven = compiled_is_proven(options.cpu_build, options.vllm_version)
+    if options.compiled and not proven:
+        build = "CPU" if options.cpu_build else "GPU"
+        proven_on = ", ".join(f"{prefix}x ({'CPU' if cpu else 'GPU'})" for cpu, prefix in COMPILED_PROVEN)
+        raise ServeInputError(f"--compiled: compiled steering is proven on vLLM {proven_on} only, this is vLLM "
+                              f"{options.vllm_version or '(not installed)'} ({build} build); use --eager")
+    return proven if options.compiled is None else options.compiled
 
 
 def check_ablation_vectors(vectors: SteeringVectors) -> None:
@@ -216,7 +239,11 @@ def plan_servers(
         check_ablation_vectors(vectors)
     served_model = served_model_name(options)
     shutdown_seconds = _given_shutdown_timeout(options.vllm_args)
+    compiled = serve_compiled(options)
     notes: list[str] = []
+    if options.compiled is None and not compiled and options.vllm_version is not None:
+        notes.append(f"note: serving eager (--enforce-eager): compiled steering is not proven on vLLM "
+                     f"{options.vllm_version}{' (CPU)' if options.cpu_build else ''}")
     groups = _gpu_groups(options)
     if options.cpu_build and (options.gpus or options.gpu_memory_utilization is not None or options.tensor_parallel_size):
         notes.append("note: this is a CPU build of vLLM: --gpus, --gpu-memory-utilization and --tensor-parallel-size are ignored")
@@ -230,9 +257,9 @@ def plan_servers(
         argv = [python, *VLLM_CLI, options.model, "--served-model-name", served_model,
                 "--host", options.host, "--port", str(options.port + index),
                 # vLLM hashes additional_config into its compile-cache key: one key per steering setting.
-                "--additional-config", json.dumps({"steerbench_steering": digest[:16]}),
-                # Eager by default: forward hooks are then plain Python, never baked into a cached graph.
-                "--enforce-eager"]
+                "--additional-config", json.dumps({"steerbench_steering": digest[:16]})]
+        if not compiled:
+            argv.append("--enforce-eager")
         if not options.cpu_build:
             if options.gpu_memory_utilization is not None:
                 argv += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]

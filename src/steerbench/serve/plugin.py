@@ -18,13 +18,21 @@ before the prompt's length), `generated` (positions at or after it: the decode s
 are generated tokens). A token's position is the model runner's own (`num_computed_tokens` plus its
 offset in the step), so chunked prefill and prefix-cache hits split the same way.
 
+Compiled graphs. vLLM compiles the model once (torch.compile, CUDA graphs on GPUs) and then skips
+Dynamo's guards, so whatever a hook decides in Python while it is traced is frozen for good. The
+hook therefore never branches on the step's values: each token's multiplier sits in a persistent
+`SteeringTable` buffer of the steered layer, allocated at model load (before compilation), filled in
+place by the model runner before each forward and zeroed after it. The graph reads it as an input
+at every step; rows nobody filled read 0, which leaves the stream exactly as it was.
+
 Proof of steering. vLLM can come up without ever running this hook (another plugin named in
-`VLLM_PLUGINS`, a compiled graph that froze the per-token values, a model runner the plugin does
-not patch), and such a server answers unsteered. So the plugin appends to `<settings>.proof.jsonl`
-one `installed` line per process that installed the hook (with vLLM's version and the model
-runner that loaded the model) and one `steered` line the first time a hook adds a non-zero
-multiple of the vector on a forward. `steerbench serve` sends a probe request and prints `ready:`
-only when the `steered` line appears (`steerbench.serve.selftest`).
+`VLLM_PLUGINS`, a model runner the plugin does not patch, a graph that lost the hook), and such a
+server answers unsteered. So the plugin appends to `<settings>.proof.jsonl` one `installed` line
+per process that installed the hook (with vLLM's version, the model runner that loaded the model,
+and whether it is compiled) and one `steered` line once a forward that should steer left a non-zero
+multiplier in the table's `fired` buffer, written by the steered layers themselves (inside the
+compiled graph too). `steerbench serve` sends a probe request and prints `ready:` only when the
+`steered` line appears (`steerbench.serve.selftest`).
 
 Two modes, written in the settings file:
 - fixed: one multiplier for the whole server (one server per multiplier);
@@ -121,7 +129,9 @@ def _patch_model_loader(settings: dict[str, Any]) -> None:
 
     def load_model(self, vllm_config, model_config, *args, **kwargs):
         model = original(self, vllm_config, model_config, *args, **kwargs)
-        install_steering(model, settings, runner=_calling_runner(), rows=table_rows(vllm_config))
+        eager = getattr(getattr(vllm_config, "model_config", None), "enforce_eager", True)
+        install_steering(model, settings, runner=_calling_runner(), rows=table_rows(vllm_config),
+                         graph="eager" if eager else "compiled")
         return model
 
     load_model._steerbench_steering = True  # type: ignore[attr-defined]
@@ -245,7 +255,8 @@ def steering_choice(settings: dict[str, Any]) -> tuple[str, str]:
     return operation, positions
 
 
-def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknown", rows: int = 65536) -> SteeringTable | None:
+def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknown", rows: int = 65536,
+                     graph: str = "eager") -> SteeringTable | None:
     """Hook the steered layers; from then on the model runner fills the table before each forward."""
     import torch
 
@@ -253,7 +264,7 @@ def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknow
     parameter = next(model.parameters())
     operation, positions = steering_choice(settings)
     _proof.record("installed", runner=runner, runner_patched=runner_is_patched(runner),
-                  vllm=_vllm_version(), mode=settings["mode"], operation=operation, positions=positions)
+                  vllm=_vllm_version(), mode=settings["mode"], operation=operation, positions=positions, graph=graph)
     fixed = settings["mode"] == "fixed"
     if fixed and float(settings["multiplier"]) == 0.0:
         logger.warning("steerbench steering: multiplier 0, the unsteered model")
