@@ -138,10 +138,10 @@ def serve_compiled(options: ServeOptions) -> bool:
     """Whether the servers run vLLM's compiled model (else --enforce-eager)."""
     proven = compiled_is_proven(options.cpu_build, options.vllm_version)
     if options.compiled and not proven:
-        build = "CPU" if options.cpu_build else "GPU"
         proven_on = ", ".join(f"{prefix}x ({'CPU' if cpu else 'GPU'})" for cpu, prefix in COMPILED_PROVEN)
-        raise ServeInputError(f"--compiled: compiled steering is proven on vLLM {proven_on} only, this is vLLM "
-                              f"{options.vllm_version or '(not installed)'} ({build} build); use --eager")
+        here = (f"this is vLLM {options.vllm_version} ({'CPU' if options.cpu_build else 'GPU'} build)"
+                if options.vllm_version else "vLLM is not installed here")
+        raise ServeInputError(f"--compiled: compiled steering is proven on vLLM {proven_on} only, {here}; use --eager")
     return proven if options.compiled is None else options.compiled
 
 
