@@ -232,8 +232,9 @@ def test_vllm_dying_at_start_up_shows_its_log_and_leaves_nothing(lane_dir, tiny_
 
 
 def test_zzz_a_server_started_after_the_others_is_steered_its_own_way(lane_dir, tiny_model, vector_file):
-    """vLLM caches compiled graphs by a key two steering settings could share; eager serving and a
-    per-setting additional_config keep a later server (another multiplier) steered its own way."""
+    """vLLM caches compiled graphs by a key two steering settings could share; a per-setting
+    additional_config (and multipliers read from buffers, not baked in) keep a later server, with
+    another multiplier, steered its own way."""
     from conftest import start_serve, wait_ready
 
     later = start_serve(lane_dir / "later", tiny_model, vector_file, "0.5", 18130)
