@@ -7,8 +7,9 @@ Needs the CPU vLLM environment (scripts/setup_vllm_cpu.sh VENV), then:
 For each model (the tiny test model, and SmolLM2-135M-Instruct when --smollm2 names its folder),
 `steerbench serve --one-server` starts with --eager, then with --compiled (one server at a time),
 steering after layer 1 at -1, 0 and 1. The same requests (every prompt at every multiplier, greedy,
-`ignore_eos` so each answer has exactly --tokens tokens) go out at once from one thread each; output
-tokens/s is their total over the wall time of the batch, after one warm-up request. The answers of
+`ignore_eos` so each answer has exactly --tokens tokens) go out at once from one thread each, as a
+batch: one untimed warm-up batch, then --batches timed ones; output tokens/s is their total over
+their wall time. The answers of
 the two ways are compared token for token.
 """
 
@@ -43,7 +44,8 @@ def ask(line: dict, prompt: str, tokens: int) -> list[int]:
         return json.load(response)["choices"][0]["token_ids"]
 
 
-def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str], tokens: int, port: int) -> dict:
+def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str], tokens: int, port: int,
+            batches: int) -> dict:
     folder = work / f"{model.name}_{graph}"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "serve.out"
@@ -61,27 +63,30 @@ def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str
             time.sleep(0.5)
         ready = time.monotonic() - started
         lines = [json.loads(line) for line in (folder / "deployments.jsonl").read_text().splitlines()]
-        ask(lines[0], "warm-up", tokens)
         jobs = [(line, prompt) for line in lines for prompt in prompts]
-        batch_start = time.monotonic()
-        with ThreadPoolExecutor(len(jobs)) as pool:
-            answers = list(pool.map(lambda job: ask(job[0], job[1], tokens), jobs))
-        wall = time.monotonic() - batch_start
+        walls = []
+        for _ in range(1 + batches):  # the first batch warms up (lazy kernels, new shapes) and is not timed
+            batch_start = time.monotonic()
+            with ThreadPoolExecutor(len(jobs)) as pool:
+                answers = list(pool.map(lambda job: ask(job[0], job[1], tokens), jobs))
+            walls.append(time.monotonic() - batch_start)
+        wall = sum(walls[1:])
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=180)
-    produced = sum(len(answer) for answer in answers)
+    produced = sum(len(answer) for answer in answers) * batches
     return {"graph": graph, "ready_s": ready, "wall_s": wall, "tokens": produced, "tok_s": produced / wall,
             "answers": answers}
 
 
-def compare(work: Path, model: Path, vector: Path, prompts: list[str], tokens: int, compiled_first: bool) -> None:
+def compare(work: Path, model: Path, vector: Path, prompts: list[str], tokens: int, compiled_first: bool,
+            batches: int) -> None:
     if compiled_first:  # the machine's load drifts: a second round in the other order shows how much
-        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18410)
-        eager = one_way(work, model, vector, "eager", prompts, tokens, 18400)
+        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches)
+        eager = one_way(work, model, vector, "eager", prompts, tokens, 18461, batches)
     else:
-        eager = one_way(work, model, vector, "eager", prompts, tokens, 18400)
-        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18410)
+        eager = one_way(work, model, vector, "eager", prompts, tokens, 18461, batches)
+        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches)
     same = sum(a == b for a, b in zip(eager["answers"], compiled["answers"]))
     for row in (eager, compiled):
         print(f"{model.name:<24} {row['graph']:<9} start-up {row['ready_s']:6.1f} s  {row['tokens']} tokens in "
@@ -96,6 +101,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--work", type=Path, default=Path("/tmp/serve-compiled-bench"))
+    parser.add_argument("--batches", type=int, default=3, help="timed batches per way, after one warm-up batch")
     parser.add_argument("--rounds", type=int, default=1, help="rounds per model, alternating which way starts")
     parser.add_argument("--no-tiny", action="store_true", help="only the --smollm2 model")
     args = parser.parse_args()
@@ -107,7 +113,7 @@ def main() -> None:
         vector = args.work / f"vector_{hidden}.npy"
         np.save(vector, (np.random.default_rng(1).normal(size=hidden) * 3).astype("float32"))
         for round_ in range(args.rounds):
-            compare(args.work, model, vector, prompts, args.tokens, compiled_first=round_ % 2 == 1)
+            compare(args.work, model, vector, prompts, args.tokens, compiled_first=round_ % 2 == 1, batches=args.batches)
 
 
 if __name__ == "__main__":

