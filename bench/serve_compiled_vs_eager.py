@@ -10,7 +10,8 @@ steering after layer 1 at -1, 0 and 1. The same requests (every prompt at every 
 `ignore_eos` so each answer has exactly --tokens tokens) go out at once from one thread each, as a
 batch: one untimed warm-up batch, then --batches timed ones; output tokens/s is their total over
 their wall time. The answers of
-the two ways are compared token for token.
+the two ways are compared token for token. `--unsteered` runs the control: the same requests to a
+server at multiplier 0, which installs no hook, so the ratio is vLLM's own compiled against eager.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from steerbench.sim.tiny_model import build_tiny_model
 
 MULTIPLIERS = "-1,0,1"
+UNSTEERED = "0"  # --unsteered: one fixed server at 0, which installs no hook at all (the control)
 VLLM_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "512M", "--max-model-len", "512"]
 TOPICS = ["the sea", "a red planet", "two plus two", "bread", "a quick fox", "winter", "a library", "rivers",
           "the moon", "music", "a garden", "trains", "clouds", "a clock", "mountains", "a letter"]
@@ -45,15 +47,16 @@ def ask(line: dict, prompt: str, tokens: int) -> list[int]:
 
 
 def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str], tokens: int, port: int,
-            batches: int) -> dict:
-    folder = work / f"{model.name}_{graph}"
+            batches: int, unsteered: bool) -> dict:
+    folder = work / f"{model.name}_{graph}{'_unsteered' if unsteered else ''}"
+    how = ["--multipliers", UNSTEERED] if unsteered else ["--multipliers", MULTIPLIERS, "--one-server"]
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "serve.out"
     started = time.monotonic()
     with open(out, "w") as sink:
         serve = subprocess.Popen(
             [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(model), "--vector", str(vector),
-             "--layer", "1", "--multipliers", MULTIPLIERS, "--one-server", f"--{graph}", "--port", str(port),
+             "--layer", "1", *how, f"--{graph}", "--port", str(port),
              "--out", str(folder / "deployments.jsonl"), "--log-dir", str(folder / "serve_logs"), *VLLM_ARGS],
             stdout=sink, stderr=subprocess.STDOUT, cwd=folder)
     try:
@@ -63,7 +66,7 @@ def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str
             time.sleep(0.5)
         ready = time.monotonic() - started
         lines = [json.loads(line) for line in (folder / "deployments.jsonl").read_text().splitlines()]
-        jobs = [(line, prompt) for line in lines for prompt in prompts]
+        jobs = [(line, prompt) for line in lines * (3 if unsteered else 1) for prompt in prompts]  # as many requests
         walls = []
         for _ in range(1 + batches):  # the first batch warms up (lazy kernels, new shapes) and is not timed
             batch_start = time.monotonic()
@@ -80,18 +83,18 @@ def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str
 
 
 def compare(work: Path, model: Path, vector: Path, prompts: list[str], tokens: int, compiled_first: bool,
-            batches: int) -> None:
+            batches: int, unsteered: bool) -> None:
     if compiled_first:  # the machine's load drifts: a second round in the other order shows how much
-        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches)
-        eager = one_way(work, model, vector, "eager", prompts, tokens, 18461, batches)
+        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches, unsteered)
+        eager = one_way(work, model, vector, "eager", prompts, tokens, 18461, batches, unsteered)
     else:
-        eager = one_way(work, model, vector, "eager", prompts, tokens, 18461, batches)
-        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches)
+        eager = one_way(work, model, vector, "eager", prompts, tokens, 18461, batches, unsteered)
+        compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches, unsteered)
     same = sum(a == b for a, b in zip(eager["answers"], compiled["answers"]))
     for row in (eager, compiled):
-        print(f"{model.name:<24} {row['graph']:<9} start-up {row['ready_s']:6.1f} s  {row['tokens']} tokens in "
+        print(f"{model.name:<24} {row['graph'] + (' unsteered' if unsteered else ''):<18} start-up {row['ready_s']:6.1f} s  {row['tokens']} tokens in "
               f"{row['wall_s']:6.1f} s = {row['tok_s']:7.1f} output tok/s")
-    print(f"{model.name:<24} compiled/eager tok/s = {compiled['tok_s'] / eager['tok_s']:.2f}; "
+    print(f"{model.name:<24} {'unsteered ' if unsteered else ''}compiled/eager tok/s = {compiled['tok_s'] / eager['tok_s']:.2f}; "
           f"answers equal token for token: {same}/{len(eager['answers'])}", flush=True)
 
 
@@ -104,6 +107,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3, help="timed batches per way, after one warm-up batch")
     parser.add_argument("--rounds", type=int, default=1, help="rounds per model, alternating which way starts")
     parser.add_argument("--no-tiny", action="store_true", help="only the --smollm2 model")
+    parser.add_argument("--unsteered", action="store_true",
+                        help="the control: a server at multiplier 0 (no hook at all), compiled against eager")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     prompts = [f"Write one sentence about {topic}." for topic in (TOPICS * 8)[: args.prompts]]
@@ -113,7 +118,8 @@ def main() -> None:
         vector = args.work / f"vector_{hidden}.npy"
         np.save(vector, (np.random.default_rng(1).normal(size=hidden) * 3).astype("float32"))
         for round_ in range(args.rounds):
-            compare(args.work, model, vector, prompts, args.tokens, compiled_first=round_ % 2 == 1, batches=args.batches)
+            compare(args.work, model, vector, prompts, args.tokens, compiled_first=round_ % 2 == 1, batches=args.batches,
+                    unsteered=args.unsteered)
 
 
 if __name__ == "__main__":
