@@ -39,7 +39,7 @@ TOPICS = ["the sea", "a red planet", "two plus two", "bread", "a quick fox", "wi
 
 def ask(line: dict, prompt: str, tokens: int) -> list[int]:
     body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
-            "temperature": 0, "ignore_eos": True, "return_token_ids": True, **line["extra_body"]}
+            "temperature": 0, "ignore_eos": True, "return_token_ids": True, **line.get("extra_body", {})}
     request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as response:
