@@ -39,6 +39,10 @@ class InputBatch:
     @property
     def num_reqs(self):
         return 0
+
+    def __init__(self):
+        self.num_computed_tokens_cpu = self.num_computed_tokens_cpu_tensor.numpy()
+        self.num_prompt_tokens = self.num_prompt_tokens_cpu_tensor.numpy()
 '''
 CPU_RUNNER = "class CPUModelRunner(GPUModelRunner):\n    pass\n"
 
@@ -79,7 +83,7 @@ def test_a_renamed_method_or_changed_signature_is_found(tmp_path: Path) -> None:
     renamed = RUNNER.replace("def _prepare_inputs(self, scheduler_output, num_scheduled_tokens)",
                              "def _prepare_inputs(self, scheduler_output, tokens_per_request)")
     report = check_tree(write_tree(tmp_path, release("0.33.1", runner=renamed)))
-    assert report.supports(FIXED) and not report.supports(PER_REQUEST)
+    assert not report.supports(FIXED) and not report.supports(PER_REQUEST)  # both fill the table there
     bad = [f for f in report.findings if not f.ok]
     assert [f.point.member for f in bad] == ["_prepare_inputs"]
     assert "expected to start (self, scheduler_output, num_scheduled_tokens)" in bad[0].detail
@@ -94,8 +98,15 @@ def test_a_release_without_the_v1_runner_supports_neither_mode(tmp_path: Path) -
     assert any("MISSING" in line and "file not in this release" in line for line in report.lines())
 
 
-def test_a_cpu_runner_that_no_longer_inherits_the_gpu_runner_breaks_per_request(tmp_path: Path) -> None:
+def test_a_cpu_runner_that_no_longer_inherits_the_gpu_runner_breaks_both_modes(tmp_path: Path) -> None:
     report = check_tree(write_tree(tmp_path, release("0.32.0", cpu_runner="class CPUModelRunner(Base):\n    pass\n")))
+    assert not report.supports(FIXED) and not report.supports(PER_REQUEST)
+
+
+def test_a_runner_without_its_requests_breaks_only_per_request(tmp_path: Path) -> None:
+    renamed = RUNNER.replace("self.requests", "self.request_states")
+    assert renamed != RUNNER
+    report = check_tree(write_tree(tmp_path, release("0.32.0", runner=renamed)))
     assert report.supports(FIXED) and not report.supports(PER_REQUEST)
 
 

@@ -88,7 +88,7 @@ def test_a_server_whose_probe_runs_the_hook_passes(settings_path: Path) -> None:
 def test_a_probe_that_never_reaches_the_hook_is_refused(settings_path: Path) -> None:
     installed(settings_path)
     for server in fake(settings_path, steers=False):
-        with pytest.raises(SteeringNotActive, match="ran without the steering hook.*--no-enforce-eager"):
+        with pytest.raises(SteeringNotActive, match="ran without the steering hook.*steerbench serve --eager"):
             prove_steering(server.url, KEY, PER_REQUEST, settings_path, settle_seconds=0.5)
 
 

@@ -194,7 +194,8 @@ def test_key_env_writes_references_and_one_server_lines_share_url_and_key(monkey
     assert {line["key"] for line in lines} == {"${STUDY_KEY_1}"} and len({line["url"] for line in lines}) == 1
     assert [line["extra_body"]["vllm_xargs"]["steer_multiplier"] for line in lines] == [-0.5, 0.0, 0.5]
     assert lines[0]["steering"] == {"model": "m", "layer": 3, "vector_sha256": "ab" * 32, "normalized": False,
-                                    "scale": "raw", "vector_norm": pytest.approx(np.sqrt(8))}
+                                    "scale": "raw", "vector_norm": pytest.approx(np.sqrt(8)),
+                                    "operation": "add", "positions": "all"}
     assert plan.servers[0].settings["mode"] == "per_request"
     from steerbench.core.config import load_deployments
     from steerbench.serve.launcher import write_deployments

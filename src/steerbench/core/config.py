@@ -38,7 +38,8 @@ GENERATE_FIELDS = {
 DEPLOYMENT_FIELDS = {"multiplier", "url", "key", "model", "extra_body", "steering"}
 # Keys of a chat-completion request that extra_body must not override: steerbench and Inspect own them.
 RESERVED_BODY_KEYS = ("model", "messages", "stream")
-STEERING_FIELDS = {"model", "layer", "vector_sha256", "normalized", "scale", "vector_norm", "residual_norm", "relative_norm"}
+STEERING_FIELDS = {"model", "layer", "vector_sha256", "normalized", "scale", "vector_norm", "residual_norm", "relative_norm",
+                   "operation", "positions"}
 BENCHMARK_FIELDS = {
     "name", "eval_name", "category", "shots", "task_args", "subsets",
     "grader", "generate", "sandbox", "epochs", "description",

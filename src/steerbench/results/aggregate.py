@@ -25,6 +25,7 @@ PROVENANCE_COLUMNS = [
     "started_at", "completed_at", "total_tokens",
     "steering_vector_sha256", "steering_layer", "steering_model",
     "steering_scale", "steering_vector_norm", "steering_residual_norm", "steering_relative_norm",
+    "steering_operation", "steering_positions",
 ]
 _FOLDER = re.compile(r"(?:^|/)([^/]+)/multiplier_([^/]+)/[^/]+$")
 
@@ -94,6 +95,9 @@ def _steering_columns(steering: dict[str, Any] | None) -> dict[str, Any]:
         "steering_vector_norm": per_layer(steering.get("vector_norm", "")),
         "steering_residual_norm": per_layer(steering.get("residual_norm", "")),
         "steering_relative_norm": per_layer(steering.get("relative_norm", "")),
+        # deployments written before operations and positions existed added at every position
+        "steering_operation": steering.get("operation", "add"),
+        "steering_positions": steering.get("positions", "all"),
     }
 
 

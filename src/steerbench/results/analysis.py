@@ -313,7 +313,8 @@ def provenance(log_root: str, headers: Sequence[Any], result: Aggregate) -> Prov
         if meta.get("steering"):
             st = meta["steering"]
             steering[label] = (f"vector sha256 {str(st.get('vector_sha256', '?'))[:16]}..., layer {st.get('layer', '?')}, "
-                               f"model {st.get('model', '?')}{', normalised' if st.get('normalized') else ''}")
+                               f"model {st.get('model', '?')}{', normalised' if st.get('normalized') else ''}, "
+                               f"{st.get('operation', 'add')} at {st.get('positions', 'all')} positions")
         for role in (header.eval.model_roles or {}).values():
             for config in role if isinstance(role, list) else [role]:
                 graders.add(getattr(config, "model", str(config)))

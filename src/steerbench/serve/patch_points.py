@@ -7,10 +7,11 @@ with `ast`, so it needs neither a GPU nor vLLM's dependencies. Standard library 
 
 Each `PatchPoint` names a file, a class, and either a method with the leading parameters the
 plugin calls it with, or an attribute the plugin reads, and the steering modes that need it:
-"fixed" (one multiplier per server) needs the model loader and the V1 model runner (the runner
-steering is proven on); "per_request" (one server for every multiplier) also needs that runner's
-`_prepare_inputs` / `_model_forward` and its input batch. A release that passes has every patch
-point; only the vllm lane proves that it steers.
+"fixed" (one multiplier per server) needs the model loader and the V1 model runner's `_prepare_inputs`
+/ `_model_forward` and input batch (they fill the per-token table every step, which also decides the
+steered positions); "per_request" (one server for every multiplier) also needs the runner's requests
+and the batch's request ids. A release that passes has every patch point; only the vllm lane proves
+that it steers.
 """
 
 from __future__ import annotations
@@ -45,21 +46,22 @@ PATCH_POINTS: tuple[PatchPoint, ...] = (
     PatchPoint("vllm/model_executor/model_loader/base_loader.py", "BaseModelLoader", "load_model",
                ("self", "vllm_config", "model_config")),
     # The V1 model runner: the only runner steering is proven on (vllm-lens reports that the V2 runner
-    # skips forward hooks), so both modes need it, although fixed mode patches none of its methods.
+    # skips forward hooks). Both modes fill the plugin's per-token table in `_prepare_inputs` and
+    # clear it after `_model_forward`; one-server mode also reads each request's own multiplier.
     PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "execute_model", ("self",)),
     PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "_prepare_inputs",
-               ("self", "scheduler_output", "num_scheduled_tokens"), modes=(PER_REQUEST,)),
-    PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "_model_forward", ("self",),
-               modes=(PER_REQUEST,)),
+               ("self", "scheduler_output", "num_scheduled_tokens")),
+    PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "_model_forward", ("self",)),
     PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "requests", attribute=True,
                modes=(PER_REQUEST,)),
-    PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "input_batch", attribute=True,
-               modes=(PER_REQUEST,)),
+    PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "input_batch", attribute=True),
     PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "req_ids", attribute=True, modes=(PER_REQUEST,)),
-    PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_reqs", attribute=True, modes=(PER_REQUEST,)),
+    PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_reqs", attribute=True),
+    # each token's position (--positions prompt|generated): the runner's own counts
+    PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_computed_tokens_cpu", attribute=True),
+    PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_prompt_tokens", attribute=True),
     # the CPU build's runner must inherit the patched GPU runner's methods
-    PatchPoint("vllm/v1/worker/cpu_model_runner.py", "CPUModelRunner", "", base="GPUModelRunner",
-               modes=(PER_REQUEST,)),
+    PatchPoint("vllm/v1/worker/cpu_model_runner.py", "CPUModelRunner", "", base="GPUModelRunner"),
 )
 
 

