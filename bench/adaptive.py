@@ -62,11 +62,19 @@ FLIP = 0.03  # share of answers a steered cell changes at random
 DEBUG = False
 # series: (samples, baseline accuracy, tokens of a normal answer); sizes of the inspect_evals datasets
 BENCHMARKS = {
-    "MMLU": (14042, 0.62, 8), "IFEval": (541, 0.55, 300), "ARC_Easy": (2376, 0.80, 8),
-    "ARC_Challenge": (1172, 0.60, 8), "GPQA": (198, 0.30, 400), "HumanEval": (164, 0.35, 200),
-    "MBPP": (257, 0.40, 150), "GSM8K": (1319, 0.45, 250), "CommonSenseQA": (1221, 0.65, 8),
-    "TruthfulQA": (817, 0.40, 8), "Sycophancy": (1000, 0.50, 100),
-    "XSTest[safe]": (250, 0.90, 100), "XSTest[unsafe]": (200, 0.85, 100),
+    "MMLU": (14042, 0.62, 8),
+    "IFEval": (541, 0.55, 300),
+    "ARC_Easy": (2376, 0.80, 8),
+    "ARC_Challenge": (1172, 0.60, 8),
+    "GPQA": (198, 0.30, 400),
+    "HumanEval": (164, 0.35, 200),
+    "MBPP": (257, 0.40, 150),
+    "GSM8K": (1319, 0.45, 250),
+    "CommonSenseQA": (1221, 0.65, 8),
+    "TruthfulQA": (817, 0.40, 8),
+    "Sycophancy": (1000, 0.50, 100),
+    "XSTest[safe]": (250, 0.90, 100),
+    "XSTest[unsafe]": (200, 0.85, 100),
 }
 
 
@@ -171,7 +179,7 @@ def one_study(rng: np.random.Generator, settings: AdaptiveSettings) -> dict[str,
             cell = judge_cell(harm_of(s, m), settings, alpha, settings.first_batch)
             judged[(s.name, m)] = cell
             zero_used = max(zero_used, cell.used)
-            adaptive_tokens += float(s.tokens[m][:cell.used].sum())
+            adaptive_tokens += float(s.tokens[m][: cell.used].sum())
             adaptive_samples += cell.used
         adaptive_tokens += float(s.tokens[0.0][:zero_used].sum())
         adaptive_samples += zero_used
@@ -186,21 +194,34 @@ def one_study(rng: np.random.Generator, settings: AdaptiveSettings) -> dict[str,
     full_ok = {(s.name, m): p < 0.05 for (s, m, _), p in zip(tests, ni_holm)}
     full_change = {(s.name, m): p < 0.05 for (s, m), p in zip(cells, change_holm)}
     # an exhausted cell has the full sweep's samples: the report judges it as the full sweep does
-    adaptive_ok = {key: full_ok[key] if c.state == "exhausted" else
-                   (c.state == "non-inferior" or (c.state == "precise" and c.high < settings.margin))
-                   for key, c in judged.items()}
-    adaptive_change = {key: full_change[key] if c.state == "exhausted" else (c.low > 0 or c.high < 0)
-                       for key, c in judged.items()}
-    same_ranges = all(safe_range({m: full_ok[(s.name, m)] for m in MULTIPLIERS if m != 0})
-                      == safe_range({m: adaptive_ok[(s.name, m)] for m in MULTIPLIERS if m != 0}) for s in series)
+    adaptive_ok = {
+        key: full_ok[key]
+        if c.state == "exhausted"
+        else (c.state == "non-inferior" or (c.state == "precise" and c.high < settings.margin))
+        for key, c in judged.items()
+    }
+    adaptive_change = {
+        key: full_change[key] if c.state == "exhausted" else (c.low > 0 or c.high < 0) for key, c in judged.items()
+    }
+    same_ranges = all(
+        safe_range({m: full_ok[(s.name, m)] for m in MULTIPLIERS if m != 0})
+        == safe_range({m: adaptive_ok[(s.name, m)] for m in MULTIPLIERS if m != 0})
+        for s in series
+    )
     same_changes = adaptive_change == full_change
     if DEBUG:
         for key, c in judged.items():
             if adaptive_change[key] != full_change[key] or adaptive_ok[key] != full_ok[key]:
                 print("  differs:", key, c, "full ok", full_ok[key], "full change", full_change[key])
-    return {"full_tokens": full_tokens, "adaptive_tokens": adaptive_tokens, "full_samples": full_samples,
-            "adaptive_samples": adaptive_samples, "same_ranges": same_ranges, "same_changes": same_changes,
-            "stopped_early": sum(1 for c in judged.values() if c.state not in ("exhausted",)) / len(judged)}
+    return {
+        "full_tokens": full_tokens,
+        "adaptive_tokens": adaptive_tokens,
+        "full_samples": full_samples,
+        "adaptive_samples": adaptive_samples,
+        "same_ranges": same_ranges,
+        "same_changes": same_changes,
+        "stopped_early": sum(1 for c in judged.values() if c.state not in ("exhausted",)) / len(judged),
+    }
 
 
 def savings(studies: int, seed: int) -> dict[str, float]:
@@ -212,8 +233,10 @@ def savings(studies: int, seed: int) -> dict[str, float]:
     return {
         "token_ratio": total["adaptive_tokens"] / total["full_tokens"],
         "sample_ratio": total["adaptive_samples"] / total["full_samples"],
-        "same_ranges": ranges / studies, "same_ranges_ci": clopper_pearson(ranges, studies),
-        "same_changes": changes / studies, "same_changes_ci": clopper_pearson(changes, studies),
+        "same_ranges": ranges / studies,
+        "same_ranges_ci": clopper_pearson(ranges, studies),
+        "same_changes": changes / studies,
+        "same_changes_ci": clopper_pearson(changes, studies),
         "stopped_early": total["stopped_early"] / studies,
         "studies": studies,
     }
@@ -237,11 +260,23 @@ def validity(studies: int, seed: int) -> dict[str, float]:
     wrong = 0
     for _ in range(studies):
         wrong += any(
-            confidence_sequence(to_unit(at_margin(BENCHMARKS[name][0], settings.margin, rng)), None,
-                                alpha, threshold=threshold, bounds=False).below_at is not None
-            for name, _ in cells)
-    return {"fwer": wrong / studies, "fwer_ci": clopper_pearson(wrong, studies), "studies": studies,
-            "cells": len(cells), "alpha": alpha}
+            confidence_sequence(
+                to_unit(at_margin(BENCHMARKS[name][0], settings.margin, rng)),
+                None,
+                alpha,
+                threshold=threshold,
+                bounds=False,
+            ).below_at
+            is not None
+            for name, _ in cells
+        )
+    return {
+        "fwer": wrong / studies,
+        "fwer_ci": clopper_pearson(wrong, studies),
+        "studies": studies,
+        "cells": len(cells),
+        "alpha": alpha,
+    }
 
 
 # ---------------------------------------------------------------- a real run, both ways
@@ -264,7 +299,8 @@ def real_run(items: int, work: Path) -> dict[str, float]:
         "from inspect_ai.scorer import match\nfrom inspect_ai.solver import generate\n\n\n@task\n"
         "def items(count: int = 30) -> Task:\n"
         "    samples = [Sample(id=n, input=f'Item {n}: answer with {n}.', target=str(n)) for n in range(1, count + 1)]\n"
-        "    return Task(dataset=samples, solver=generate(), scorer=match(location='exact'))\n")
+        "    return Task(dataset=samples, solver=generate(), scorer=match(location='exact'))\n"
+    )
     produced: dict[str, int] = {"words": 0}
 
     def answer(m: float, messages: list, body: dict) -> object:
@@ -283,20 +319,43 @@ def real_run(items: int, work: Path) -> dict[str, float]:
         root.mkdir(parents=True, exist_ok=True)
         with SimulatedFleet(MULTIPLIERS, answer) as fleet:
             fleet.write_deployments(root / "deployments.jsonl")
-            (root / "benchmarks.jsonl").write_text(json.dumps(
-                {"name": "Items", "eval_name": f"{task}@items", "category": "Misc", "task_args": {"count": items}}) + "\n")
+            (root / "benchmarks.jsonl").write_text(
+                json.dumps(
+                    {"name": "Items", "eval_name": f"{task}@items", "category": "Misc", "task_args": {"count": items}}
+                )
+                + "\n"
+            )
             started = time.perf_counter()
-            result = CliRunner().invoke(main, [
-                "run", "--all", "--quiet", "--deployments", str(root / "deployments.jsonl"),
-                "--benchmarks", str(root / "benchmarks.jsonl"), "--log-root", str(root / "logs"), *extra])
+            result = CliRunner().invoke(
+                main,
+                [
+                    "run",
+                    "--all",
+                    "--quiet",
+                    "--deployments",
+                    str(root / "deployments.jsonl"),
+                    "--benchmarks",
+                    str(root / "benchmarks.jsonl"),
+                    "--log-root",
+                    str(root / "logs"),
+                    *extra,
+                ],
+            )
             if result.exit_code != 0:
                 raise SystemExit(f"{way} run failed: {result.output}")
-            results[way] = {"requests": sum(e.stats.requests for e in fleet.endpoints), "words": produced["words"],
-                            "seconds": time.perf_counter() - started}
-    return {"token_ratio": results["adaptive"]["words"] / results["full"]["words"],
-            "request_ratio": results["adaptive"]["requests"] / results["full"]["requests"],
-            "full_requests": results["full"]["requests"], "adaptive_requests": results["adaptive"]["requests"],
-            "full_seconds": results["full"]["seconds"], "adaptive_seconds": results["adaptive"]["seconds"]}
+            results[way] = {
+                "requests": sum(e.stats.requests for e in fleet.endpoints),
+                "words": produced["words"],
+                "seconds": time.perf_counter() - started,
+            }
+    return {
+        "token_ratio": results["adaptive"]["words"] / results["full"]["words"],
+        "request_ratio": results["adaptive"]["requests"] / results["full"]["requests"],
+        "full_requests": results["full"]["requests"],
+        "adaptive_requests": results["adaptive"]["requests"],
+        "full_seconds": results["full"]["seconds"],
+        "adaptive_seconds": results["adaptive"]["seconds"],
+    }
 
 
 def main() -> int:
@@ -315,25 +374,35 @@ def main() -> int:
     settings = AdaptiveSettings()
     if args.real_only:
         return print_real(args)
-    print(f"grid: {len(MULTIPLIERS)} multipliers x {len(BENCHMARKS)} series ({sum(v[0] for v in BENCHMARKS.values())} "
-          f"samples per multiplier); margin {settings.margin}, precision {settings.precision}, first batch "
-          f"{settings.first_batch}, family alpha {settings.family_alpha}")
+    print(
+        f"grid: {len(MULTIPLIERS)} multipliers x {len(BENCHMARKS)} series ({sum(v[0] for v in BENCHMARKS.values())} "
+        f"samples per multiplier); margin {settings.margin}, precision {settings.precision}, first batch "
+        f"{settings.first_batch}, family alpha {settings.family_alpha}"
+    )
     started = time.perf_counter()
     s = savings(args.studies, args.seed)
     print(f"savings over {s['studies']} simulated studies ({time.perf_counter() - started:.0f} s):")
     print(f"  generated tokens, adaptive / full sweep: {s['token_ratio']:.3f}x   (goal <= 0.35x)")
     print(f"  samples,          adaptive / full sweep: {s['sample_ratio']:.3f}x")
     print(f"  cells stopped before their last sample:  {s['stopped_early']:.1%}")
-    print(f"  same safe ranges as the full sweep:       {s['same_ranges']:.1%} of studies "
-          f"[{s['same_ranges_ci'][0]:.3f}, {s['same_ranges_ci'][1]:.3f}]  (goal >= 95%)")
-    print(f"  same significant changes:                 {s['same_changes']:.1%} of studies "
-          f"[{s['same_changes_ci'][0]:.3f}, {s['same_changes_ci'][1]:.3f}]  (goal >= 95%)")
+    print(
+        f"  same safe ranges as the full sweep:       {s['same_ranges']:.1%} of studies "
+        f"[{s['same_ranges_ci'][0]:.3f}, {s['same_ranges_ci'][1]:.3f}]  (goal >= 95%)"
+    )
+    print(
+        f"  same significant changes:                 {s['same_changes']:.1%} of studies "
+        f"[{s['same_changes_ci'][0]:.3f}, {s['same_changes_ci'][1]:.3f}]  (goal >= 95%)"
+    )
     started = time.perf_counter()
     v = validity(args.validity, args.seed + 1)
-    print(f"validity over {v['studies']} simulated studies, every cell's true harm at the margin "
-          f"({v['cells']} cells, alpha {v['alpha']:.2e} each; {time.perf_counter() - started:.0f} s):")
-    print(f"  family-wise rate of a wrong 'non-inferior' call: {v['fwer']:.4f}  "
-          f"95% CI [{v['fwer_ci'][0]:.4f}, {v['fwer_ci'][1]:.4f}]  (goal <= 0.05)")
+    print(
+        f"validity over {v['studies']} simulated studies, every cell's true harm at the margin "
+        f"({v['cells']} cells, alpha {v['alpha']:.2e} each; {time.perf_counter() - started:.0f} s):"
+    )
+    print(
+        f"  family-wise rate of a wrong 'non-inferior' call: {v['fwer']:.4f}  "
+        f"95% CI [{v['fwer_ci'][0]:.4f}, {v['fwer_ci'][1]:.4f}]  (goal <= 0.05)"
+    )
     ok = s["token_ratio"] <= 0.35 and s["same_ranges"] >= 0.95 and s["same_changes"] >= 0.95 and v["fwer_ci"][1] <= 0.05
     if args.real:
         print_real(args)
@@ -346,10 +415,14 @@ def print_real(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         r = real_run(args.real_items, args.work or Path(tmp))
-    print(f"real run, 1 benchmark of {args.real_items} items x {len(MULTIPLIERS)} multipliers, loopback endpoints "
-          "(answers right up to |m| = 0.5; beyond, a share 1 - p_right(m) degenerates to 201 words):")
-    print(f"  generated words, adaptive / full: {r['token_ratio']:.3f}x; requests {r['adaptive_requests']} / "
-          f"{r['full_requests']} = {r['request_ratio']:.3f}x; wall {r['adaptive_seconds']:.0f} s / {r['full_seconds']:.0f} s")
+    print(
+        f"real run, 1 benchmark of {args.real_items} items x {len(MULTIPLIERS)} multipliers, loopback endpoints "
+        "(answers right up to |m| = 0.5; beyond, a share 1 - p_right(m) degenerates to 201 words):"
+    )
+    print(
+        f"  generated words, adaptive / full: {r['token_ratio']:.3f}x; requests {r['adaptive_requests']} / "
+        f"{r['full_requests']} = {r['request_ratio']:.3f}x; wall {r['adaptive_seconds']:.0f} s / {r['full_seconds']:.0f} s"
+    )
     return 0
 
 

@@ -45,10 +45,22 @@ def make_template(samples: int, folder: Path) -> Path:
 
     endpoint = SimulatedEndpoint(0.5, responder, model="simulated-steered-model").start()
     try:
-        model = get_model("openai-api/steer_m0p5/simulated-steered-model", base_url=endpoint.url,
-                          api_key=endpoint.key, config=GenerateConfig(max_connections=32), memoize=False)
-        eval(mc(samples=samples, name="template"), model=model, log_dir=str(folder), display="none",
-             log_realtime=False, score_display=False, log_level="error")
+        model = get_model(
+            "openai-api/steer_m0p5/simulated-steered-model",
+            base_url=endpoint.url,
+            api_key=endpoint.key,
+            config=GenerateConfig(max_connections=32),
+            memoize=False,
+        )
+        eval(
+            mc(samples=samples, name="template"),
+            model=model,
+            log_dir=str(folder),
+            display="none",
+            log_realtime=False,
+            score_display=False,
+            log_level="error",
+        )
     finally:
         endpoint.stop()
     return sorted(folder.glob("*.eval"))[0]
@@ -77,8 +89,15 @@ def make_study(template: Path, count: int, root: Path) -> list[Path]:
         multiplier = multipliers[i % len(multipliers)]
         benchmark = f"bench_{i // len(multipliers) + 1}"
         category = CATEGORIES[(i // len(multipliers)) % len(CATEGORIES)]
-        cell = {"benchmark": benchmark, "subset": "", "category": category, "multiplier": multiplier,
-                "multiplier_value": float(multiplier), "shots": 0, "eval_name": "bench/mc_task.py@mc"}
+        cell = {
+            "benchmark": benchmark,
+            "subset": "",
+            "category": category,
+            "multiplier": multiplier,
+            "multiplier_value": float(multiplier),
+            "shots": 0,
+            "eval_name": "bench/mc_task.py@mc",
+        }
         folder = root / category / f"multiplier_{multiplier}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"2026-01-01T00-00-00-00-00_{benchmark}_{i:04d}.eval"
@@ -99,8 +118,9 @@ def health_sidecar(samples: int) -> str:
     from steerbench.results.health import dumps_sidecar, sample_record
 
     answer = "The answer is B because the second option matches the question best."
-    return dumps_sidecar([sample_record(answer, "max_tokens" if i % 10 == 0 else "stop", 12 + i % 7, i + 1, 1)
-                          for i in range(samples)])
+    return dumps_sidecar(
+        [sample_record(answer, "max_tokens" if i % 10 == 0 else "stop", 12 + i % 7, i + 1, 1) for i in range(samples)]
+    )
 
 
 def time_headers(root: Path) -> tuple[float, int]:
@@ -124,8 +144,11 @@ def time_full(root: Path) -> tuple[float, int]:
 
 def time_command(root: Path, output: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([str(VENV_BIN / "steerbench"), "aggregate", "--log-root", str(root), "--output", str(output)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(VENV_BIN / "steerbench"), "aggregate", "--log-root", str(root), "--output", str(output)],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 

@@ -81,8 +81,9 @@ def exact_binary_cells(p: float, n: int) -> float:
 def binomial_pmf(k: int, n: int, p: float) -> float:
     if p in (0.0, 1.0):
         return float(k == round(n * p))
-    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                    + k * math.log(p) + (n - k) * math.log(1 - p))
+    return math.exp(
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log(1 - p)
+    )
 
 
 def epoch_cells(rng: np.random.Generator, p: float, n: int, reps: int) -> float:
@@ -100,8 +101,9 @@ def _rates(rng: np.random.Generator, p: float, n: int) -> np.ndarray:
     return rng.beta(2 * p, 2 * (1 - p), size=n)
 
 
-def binary_pairs(rng: np.random.Generator, p: float, n: int, reps: int, down_rate: float,
-                 up_rate: float) -> tuple[float, float]:
+def binary_pairs(
+    rng: np.random.Generator, p: float, n: int, reps: int, down_rate: float, up_rate: float
+) -> tuple[float, float]:
     """(coverage of the true change, rejection rate) for multinomial (down, up, same) pairs."""
     truth = up_rate - down_rate
     counts = rng.multinomial(n, [down_rate, up_rate, 1 - down_rate - up_rate], size=reps)
@@ -142,8 +144,12 @@ def ni_size(n: int, margin: float, grid: int = 41) -> float:
     worst = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         for q in np.linspace(0.0, (1 - margin) / 2, grid)[:-1]:
-            log_p = (base + b * math.log(q + margin) + np.where(c > 0, c * np.log(q), 0.0)
-                     + np.where(rest > 0, rest * np.log(1 - margin - 2 * q), 0.0))
+            log_p = (
+                base
+                + b * math.log(q + margin)
+                + np.where(c > 0, c * np.log(q), 0.0)
+                + np.where(rest > 0, rest * np.log(1 - margin - 2 * q), 0.0)
+            )
             worst = max(worst, float(np.exp(log_p)[reject].sum()))
     return worst
 
@@ -158,15 +164,20 @@ def run(reps: int, seed: int, ns: tuple[int, ...] = NS, ps: tuple[float, ...] = 
             change_cover, _ = binary_pairs(rng, p, n, reps, 3 * edge, 0.6 * edge)
             epoch_reps = max(reps // 4, 100) if n >= 1000 else reps
             epoch_cover, epoch_reject = epoch_pairs(rng, p, n, epoch_reps)
-            rows.append({
-                "n": n, "p": p,
-                "cell 0/1": binary_cells(rng, p, n, reps),
-                "cell 0/1 exact": exact_binary_cells(p, n),
-                "cell epochs": epoch_cells(rng, p, n, epoch_reps),
-                "paired 0/1 no change": null_cover, "McNemar size": null_reject,
-                "paired 0/1 change": change_cover,
-                "paired epochs": epoch_cover, "sign-flip size": epoch_reject,
-            })
+            rows.append(
+                {
+                    "n": n,
+                    "p": p,
+                    "cell 0/1": binary_cells(rng, p, n, reps),
+                    "cell 0/1 exact": exact_binary_cells(p, n),
+                    "cell epochs": epoch_cells(rng, p, n, epoch_reps),
+                    "paired 0/1 no change": null_cover,
+                    "McNemar size": null_reject,
+                    "paired 0/1 change": change_cover,
+                    "paired epochs": epoch_cover,
+                    "sign-flip size": epoch_reject,
+                }
+            )
     return rows
 
 
@@ -178,8 +189,10 @@ def main() -> int:
     started = time.perf_counter()
     rows = run(args.reps, args.seed)
     columns = list(rows[0])
-    print(f"coverage of 95% intervals and size of alpha = 0.05 tests; {args.reps} data sets per setting "
-          f"(epochs columns: {max(args.reps // 4, 100)} at n = 1000), seed {args.seed}")
+    print(
+        f"coverage of 95% intervals and size of alpha = 0.05 tests; {args.reps} data sets per setting "
+        f"(epochs columns: {max(args.reps // 4, 100)} at n = 1000), seed {args.seed}"
+    )
     print("| " + " | ".join(columns) + " |")
     print("| " + " | ".join("---:" for _ in columns) + " |")
     problems = []
@@ -189,8 +202,11 @@ def main() -> int:
             if column in ("n", "p"):
                 continue
             # a size above alpha by more than three Monte Carlo standard errors
-            bad = value > ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / args.reps) if "size" in column \
+            bad = (
+                value > ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / args.reps)
+                if "size" in column
                 else value < TARGET_COVERAGE
+            )
             if bad:
                 problems.append(f"n={row['n']} p={row['p']}: {column} {value:.3f}")
     print()

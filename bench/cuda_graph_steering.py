@@ -77,8 +77,9 @@ def fill(layer: SteeredLayer, index: torch.Tensor, scale: torch.Tensor, table: t
     layer.steer_scale[: scale.numel()].copy_(scale)
 
 
-def reference(layer: SteeredLayer, x: torch.Tensor, index: torch.Tensor, scale: torch.Tensor,
-              table: torch.Tensor) -> torch.Tensor:
+def reference(
+    layer: SteeredLayer, x: torch.Tensor, index: torch.Tensor, scale: torch.Tensor, table: torch.Tensor
+) -> torch.Tensor:
     """Eager, from fresh tensors (no shared buffer): what the steered layer must compute."""
     with torch.no_grad():
         return layer.block(x) + scale[:, None] * table[index]
@@ -95,16 +96,25 @@ def random_step(generator: torch.Generator, tokens: int, device: str) -> tuple[t
     return x, index, scale, table
 
 
-def compare(name: str, got: torch.Tensor, want: torch.Tensor, unsteered: torch.Tensor, scale: torch.Tensor,
-            exact: bool) -> dict:
+def compare(
+    name: str, got: torch.Tensor, want: torch.Tensor, unsteered: torch.Tensor, scale: torch.Tensor, exact: bool
+) -> dict:
     diff = (got - want).abs().max().item()
     rows_zero = scale == 0
     zero_rows_bitwise = bool(torch.equal(got[rows_zero], unsteered[rows_zero]))
-    steered_moved = bool((got[~rows_zero] - unsteered[~rows_zero]).abs().amax(dim=1).min().item() > 0) \
-        if (~rows_zero).any() else True
+    steered_moved = (
+        bool((got[~rows_zero] - unsteered[~rows_zero]).abs().amax(dim=1).min().item() > 0)
+        if (~rows_zero).any()
+        else True
+    )
     ok = (diff == 0.0 if exact else diff <= 1e-4) and steered_moved and zero_rows_bitwise
-    return {"way": name, "max_abs_diff": diff, "zero_rows_bit_identical": zero_rows_bitwise,
-            "steered_rows_moved": steered_moved, "ok": ok}
+    return {
+        "way": name,
+        "max_abs_diff": diff,
+        "zero_rows_bit_identical": zero_rows_bitwise,
+        "steered_rows_moved": steered_moved,
+        "ok": ok,
+    }
 
 
 def check_cuda_graph(layer: SteeredLayer, steps: int, tokens: int, generator: torch.Generator) -> list[dict]:
@@ -127,8 +137,11 @@ def check_cuda_graph(layer: SteeredLayer, steps: int, tokens: int, generator: to
         torch.cuda.synchronize()
         with torch.no_grad():
             unsteered = layer.block(x)
-        results.append(compare("cuda_graph", static_out.clone(), reference(layer, x, index, scale, table),
-                               unsteered, scale, exact=True))
+        results.append(
+            compare(
+                "cuda_graph", static_out.clone(), reference(layer, x, index, scale, table), unsteered, scale, exact=True
+            )
+        )
     return results
 
 
@@ -148,8 +161,11 @@ def check_compiled(layer: SteeredLayer, steps: int, tokens: int, generator: torc
             got = compiled(x).clone()
         if device == "cuda":
             torch.cuda.synchronize()
-        results.append(compare(f"torch.compile({mode})", got, reference(layer, x, index, scale, table),
-                               unsteered, scale, exact=False))
+        results.append(
+            compare(
+                f"torch.compile({mode})", got, reference(layer, x, index, scale, table), unsteered, scale, exact=False
+            )
+        )
     return results
 
 
@@ -168,8 +184,10 @@ def counter_example(tokens: int, generator: torch.Generator) -> dict:
     with torch.no_grad():
         wanted = layer(static_x, 3.0)
         captured = layer(static_x, 1.0)
-    return {"replayed_equals_m1": bool(torch.equal(static_out, captured)),
-            "replayed_equals_m3": bool(torch.allclose(static_out, wanted))}
+    return {
+        "replayed_equals_m1": bool(torch.equal(static_out, captured)),
+        "replayed_equals_m3": bool(torch.allclose(static_out, wanted)),
+    }
 
 
 def timing(layer: SteeredLayer, tokens: int, generator: torch.Generator) -> dict:
@@ -194,8 +212,12 @@ def timing(layer: SteeredLayer, tokens: int, generator: torch.Generator) -> dict
     with torch.no_grad():
         eager_us = per_call(lambda: layer(static_x))
     graph_us = per_call(graph.replay)
-    return {"tokens": tokens, "eager_us": round(eager_us, 1), "graph_us": round(graph_us, 1),
-            "eager_over_graph": round(eager_us / graph_us, 2)}
+    return {
+        "tokens": tokens,
+        "eager_us": round(eager_us, 1),
+        "graph_us": round(graph_us, 1),
+        "eager_over_graph": round(eager_us / graph_us, 2),
+    }
 
 
 def main() -> int:
@@ -206,8 +228,10 @@ def main() -> int:
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
     layer = SteeredLayer(HIDDEN, CONFIGS, MAX_TOKENS).to(args.device).eval()
-    print(f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+    print(
+        f"torch {torch.__version__}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+    )
     results: list[dict] = []
     summary: dict = {}
     if args.device == "cuda":
@@ -223,18 +247,24 @@ def main() -> int:
     for way, rows in ways.items():
         ok = all(r["ok"] for r in rows)
         all_ok &= ok
-        print(f"{way:32s} {len(rows)} steps with fresh per-row multipliers: "
-              f"max |diff| vs eager {max(r['max_abs_diff'] for r in rows):.3g}, "
-              f"m=0 rows bit-identical to unsteered: {all(r['zero_rows_bit_identical'] for r in rows)}, "
-              f"steered rows moved: {all(r['steered_rows_moved'] for r in rows)} -> {'OK' if ok else 'FAIL'}")
+        print(
+            f"{way:32s} {len(rows)} steps with fresh per-row multipliers: "
+            f"max |diff| vs eager {max(r['max_abs_diff'] for r in rows):.3g}, "
+            f"m=0 rows bit-identical to unsteered: {all(r['zero_rows_bit_identical'] for r in rows)}, "
+            f"steered rows moved: {all(r['steered_rows_moved'] for r in rows)} -> {'OK' if ok else 'FAIL'}"
+        )
     if "counter_example" in summary:
         ce = summary["counter_example"]
-        print(f"counter-example (float multiplier captured at m=1, asked m=3): replay equals m=1: "
-              f"{ce['replayed_equals_m1']}, equals m=3: {ce['replayed_equals_m3']}")
+        print(
+            f"counter-example (float multiplier captured at m=1, asked m=3): replay equals m=1: "
+            f"{ce['replayed_equals_m1']}, equals m=3: {ce['replayed_equals_m3']}"
+        )
         all_ok &= ce["replayed_equals_m1"] and not ce["replayed_equals_m3"]
     for row in summary.get("timing", []):
-        print(f"timing, {row['tokens']} tokens: eager {row['eager_us']} us, graph replay {row['graph_us']} us, "
-              f"ratio {row['eager_over_graph']}x")
+        print(
+            f"timing, {row['tokens']} tokens: eager {row['eager_us']} us, graph replay {row['graph_us']} us, "
+            f"ratio {row['eager_over_graph']}x"
+        )
     print(json.dumps({"ok": all_ok, **summary}))
     return 0 if all_ok else 1
 

@@ -98,8 +98,16 @@ def _serve(conn: Any, multipliers: list[str], latency: float, concurrency: int) 
     while True:
         command = conn.recv()
         if command == "stats":
-            conn.send([{"completions": e.stats.completions, "requests": e.stats.requests,
-                        "peak_in_flight": e.stats.peak_in_flight} for e in endpoints])
+            conn.send(
+                [
+                    {
+                        "completions": e.stats.completions,
+                        "requests": e.stats.requests,
+                        "peak_in_flight": e.stats.peak_in_flight,
+                    }
+                    for e in endpoints
+                ]
+            )
             for e in endpoints:
                 e.stats.completions = e.stats.requests = e.stats.peak_in_flight = 0
         else:
@@ -112,7 +120,9 @@ class Fleet:
     def __init__(self, grid: Grid):
         context = mp.get_context("spawn")
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, grid.multipliers, grid.latency, grid.concurrency), daemon=True)
+        self.process = context.Process(
+            target=_serve, args=(child, grid.multipliers, grid.latency, grid.concurrency), daemon=True
+        )
         self.process.start()
         self.deployments: list[dict[str, str]] = self._conn.recv()
 
@@ -238,8 +248,12 @@ def run_way_b(spec_file: str) -> None:
     from mc_task import mc
 
     models = [
-        get_model(f"openai-api/{provider(d['multiplier'])}/{MODEL}", base_url=d["url"], api_key=d["key"],
-                  config=GenerateConfig(max_connections=spec["concurrency"]))
+        get_model(
+            f"openai-api/{provider(d['multiplier'])}/{MODEL}",
+            base_url=d["url"],
+            api_key=d["key"],
+            config=GenerateConfig(max_connections=spec["concurrency"]),
+        )
         for d in spec["deployments"]
     ]
     tasks = [mc(samples=spec["samples"], name=name) for name in spec["tasks"]]
@@ -249,23 +263,53 @@ def run_way_b(spec_file: str) -> None:
 
 def way_b_command(grid: Grid, fleet: Fleet, logs: Path, work: Path) -> tuple[list[str], dict[str, str]]:
     spec = work / "way_b.json"
-    spec.write_text(json.dumps({"deployments": fleet.deployments, "samples": grid.samples, "tasks": grid.task_names,
-                                "concurrency": grid.concurrency, "log_dir": str(logs)}))
+    spec.write_text(
+        json.dumps(
+            {
+                "deployments": fleet.deployments,
+                "samples": grid.samples,
+                "tasks": grid.task_names,
+                "concurrency": grid.concurrency,
+                "log_dir": str(logs),
+            }
+        )
+    )
     return [sys.executable, str(Path(__file__).resolve()), "--way-b-child", str(spec)], base_env()
 
 
-def way_c_command(grid: Grid, fleet: Fleet, logs: Path, work: Path, workers: int | None,
-                  steerbench: list[str]) -> tuple[list[str], dict[str, str]]:
+def way_c_command(
+    grid: Grid, fleet: Fleet, logs: Path, work: Path, workers: int | None, steerbench: list[str]
+) -> tuple[list[str], dict[str, str]]:
     deployments = work / "deployments.jsonl"
     deployments.write_text("".join(json.dumps(d) + "\n" for d in fleet.deployments))
     benchmarks = work / "benchmarks.jsonl"
-    benchmarks.write_text("".join(
-        json.dumps({"name": name, "eval_name": f"{TASK_FILE}@mc", "category": grid.category(i),
-                    "task_args": {"samples": grid.samples, "name": name}}) + "\n"
-        for i, name in enumerate(grid.task_names)
-    ))
-    command = [*steerbench, "run", "--all", "--deployments", str(deployments),
-               "--benchmarks", str(benchmarks), "--log-root", str(logs), "--max-connections", str(grid.concurrency)]
+    benchmarks.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "name": name,
+                    "eval_name": f"{TASK_FILE}@mc",
+                    "category": grid.category(i),
+                    "task_args": {"samples": grid.samples, "name": name},
+                }
+            )
+            + "\n"
+            for i, name in enumerate(grid.task_names)
+        )
+    )
+    command = [
+        *steerbench,
+        "run",
+        "--all",
+        "--deployments",
+        str(deployments),
+        "--benchmarks",
+        str(benchmarks),
+        "--log-root",
+        str(logs),
+        "--max-connections",
+        str(grid.concurrency),
+    ]
     if workers:
         command += ["--workers", str(workers)]
     return command, base_env()
@@ -274,7 +318,9 @@ def way_c_command(grid: Grid, fleet: Fleet, logs: Path, work: Path, workers: int
 # ---------------------------------------------------------------- checking the results
 
 
-def check_logs(grid: Grid, logs: Path, fleet_stats: list[dict[str, int]], deployments: list[dict[str, str]]) -> list[str]:
+def check_logs(
+    grid: Grid, logs: Path, fleet_stats: list[dict[str, int]], deployments: list[dict[str, str]]
+) -> list[str]:
     """Every (task, multiplier) has one successful log with every sample, each scored exactly."""
     sys.path.insert(0, str(BENCH))
     from inspect_ai.log import list_eval_logs, read_eval_log
@@ -311,11 +357,15 @@ def check_logs(grid: Grid, logs: Path, fleet_stats: list[dict[str, int]], deploy
                 problems.append(f"({name}, {label}): {count} successful logs, expected 1")
     for dep, stats in zip(deployments, fleet_stats):
         if stats["peak_in_flight"] > grid.concurrency:
-            problems.append(f"multiplier {dep['multiplier']}: {stats['peak_in_flight']} requests at once, "
-                            f"above --max-connections {grid.concurrency}")
+            problems.append(
+                f"multiplier {dep['multiplier']}: {stats['peak_in_flight']} requests at once, "
+                f"above --max-connections {grid.concurrency}"
+            )
         if stats["completions"] < grid.tasks * grid.samples:
-            problems.append(f"multiplier {dep['multiplier']}: answered {stats['completions']} requests, "
-                            f"fewer than {grid.tasks * grid.samples} samples")
+            problems.append(
+                f"multiplier {dep['multiplier']}: answered {stats['completions']} requests, "
+                f"fewer than {grid.tasks * grid.samples} samples"
+            )
     return problems
 
 
@@ -346,8 +396,11 @@ def report(grid: Grid, results: dict[str, Measurement], command: str) -> str:
             f"| {m.simulator_cpu:.1f} | {m.others_cpu:.1f} | {endpoint:.1f} | {cpu_bound:.1f} | {m.wall / max(endpoint, cpu_bound):.2f} "
             f"| {'ok' if not m.problems else f'{len(m.problems)} FAILED'} |"
         )
-    ratios = [f"(c)/({other}) wall: {results['c'].wall / results[other].wall:.2f}"
-              for other in ("a", "b") if "c" in results and other in results]
+    ratios = [
+        f"(c)/({other}) wall: {results['c'].wall / results[other].wall:.2f}"
+        for other in ("a", "b")
+        if "c" in results and other in results
+    ]
     if ratios:
         lines += ["", *ratios]
     return "\n".join(lines)
@@ -359,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--samples", type=int, default=150, help="samples per task")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per request at the endpoint")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests per endpoint: served at once and --max-connections")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="requests per endpoint: served at once and --max-connections"
+    )
     parser.add_argument("--categories", type=int, default=1, help="log folders per multiplier (tasks spread over them)")
     parser.add_argument("--ways", default="abc", help="which ways to run, e.g. 'ac'")
     parser.add_argument("--workers", type=int, default=None, help="--workers for (c) (default: steerbench's)")
@@ -370,7 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.way_b_child:
         run_way_b(args.way_b_child)
         return 0
-    grid = Grid(args.endpoints, args.tasks, args.samples, args.latency, args.concurrency, max(1, min(args.categories, args.tasks)))
+    grid = Grid(
+        args.endpoints,
+        args.tasks,
+        args.samples,
+        args.latency,
+        args.concurrency,
+        max(1, min(args.categories, args.tasks)),
+    )
     work = Path(args.work or tempfile.mkdtemp(prefix="steerbench-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(grid)
@@ -384,8 +446,14 @@ def main(argv: list[str] | None = None) -> int:
             elif way == "b":
                 command, env = way_b_command(grid, fleet, logs, work)
             else:
-                command, env = way_c_command(grid, fleet, logs, work, args.workers,
-                                             args.steerbench.split() if args.steerbench else [str(VENV_BIN / "steerbench")])
+                command, env = way_c_command(
+                    grid,
+                    fleet,
+                    logs,
+                    work,
+                    args.workers,
+                    args.steerbench.split() if args.steerbench else [str(VENV_BIN / "steerbench")],
+                )
             fleet.stats()  # reset counters
             simulator_before, machine_before = fleet.cpu_seconds(), machine_cpu_seconds()
             print(f"running {WAYS[way]} ...", flush=True)

@@ -69,10 +69,11 @@ def machinery_alone(calls: int = 100_000) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="steerbench-bench-progress-") as work:
         tracker = ProgressTracker()
         tracker.open_folder(str(Path(work) / "Bench" / "multiplier_0.0"))
-        spec = SimpleNamespace(dataset=SimpleNamespace(samples=calls, sample_ids=None),
-                               config=SimpleNamespace(limit=None, epochs=1, sample_id=None),
-                               metadata={"steerbench": {"benchmark": "MC", "subset": "", "category": "Bench",
-                                                        "multiplier": "0.0"}})
+        spec = SimpleNamespace(
+            dataset=SimpleNamespace(samples=calls, sample_ids=None),
+            config=SimpleNamespace(limit=None, epochs=1, sample_id=None),
+            metadata={"steerbench": {"benchmark": "MC", "subset": "", "category": "Bench", "multiplier": "0.0"}},
+        )
         tracker.task_start("e", spec)
         started = time.process_time()
         for _ in range(calls):
@@ -123,9 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="steerbench-bench-progress-") as work:
             root = Path(work)
             (root / "deployments.jsonl").write_text(json.dumps(deployment) + "\n")
-            (root / "benchmarks.jsonl").write_text(json.dumps({
-                "name": "MC", "eval_name": f"{BENCH / 'mc_task.py'}@mc", "category": "Bench",
-                "task_args": {"samples": args.samples}}) + "\n")
+            (root / "benchmarks.jsonl").write_text(
+                json.dumps(
+                    {
+                        "name": "MC",
+                        "eval_name": f"{BENCH / 'mc_task.py'}@mc",
+                        "category": "Bench",
+                        "task_args": {"samples": args.samples},
+                    }
+                )
+                + "\n"
+            )
             plan = load_plan(root / "deployments.jsonl", root / "benchmarks.jsonl", RunOptions(all=True))
             (job,) = build_jobs(plan, str(root / "logs"), {0.0: deployment["key"]}, {0.0: MODEL})
             one_round(job, root / "warm-up", True)  # imports, caches, first-eval costs
@@ -142,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.samples} samples per round, {args.rounds} rounds each way, CPU of this process per sample:")
     print(f"  progress off: {off:.2f} ms/sample  (rounds: {', '.join(f'{v:.2f}' for v in per_sample[False])})")
     print(f"  progress on:  {on:.2f} ms/sample  (rounds: {', '.join(f'{v:.2f}' for v in per_sample[True])})")
-    print(f"  cost of progress: {on - off:+.3f} ms/sample (budget 0.5; rounds differ by more than that on a busy machine)")
+    print(
+        f"  cost of progress: {on - off:+.3f} ms/sample (budget 0.5; rounds differ by more than that on a busy machine)"
+    )
     micro = machinery_alone()
     print("the machinery alone (no Inspect around it):")
     print(f"  per sample (hook work: counts, time check): {micro['sample']:.1f} µs")

@@ -29,7 +29,7 @@ def word_4grams(text: str) -> float:
     """The measure before version 2: 1 - distinct / all word 4-grams of the lowercased \\w+ runs."""
     words = re.findall(r"\w+", text.lower())
     total = len(words) - 3
-    return 0.0 if total <= 0 else 1 - len({tuple(words[i:i + 4]) for i in range(total)}) / total
+    return 0.0 if total <= 0 else 1 - len({tuple(words[i : i + 4]) for i in range(total)}) / total
 
 
 def humaneval_file(given: str | None) -> Path | None:
@@ -50,12 +50,16 @@ def main() -> None:
     print(f"{'chars':>6} {'repetition':>10} {'word 4-grams':>12}  label    source")
     for row in sorted(rows, key=lambda r: repetition(r["text"])):
         text = row["text"]
-        print(f"{len(text):>6} {repetition(text):>10.3f} {word_4grams(text):>12.3f}  {row['label']:<8} {row['source'][:70]}")
+        print(
+            f"{len(text):>6} {repetition(text):>10.3f} {word_4grams(text):>12.3f}  {row['label']:<8} {row['source'][:70]}"
+        )
     for label in ("loop", "healthy"):
         values = [repetition(r["text"]) for r in rows if r["label"] == label]
         old = [word_4grams(r["text"]) for r in rows if r["label"] == label]
-        print(f"{label}: n={len(values)}  repetition {min(values):.3f}-{max(values):.3f}  "
-              f"(word 4-grams {min(old):.3f}-{max(old):.3f})")
+        print(
+            f"{label}: n={len(values)}  repetition {min(values):.3f}-{max(values):.3f}  "
+            f"(word 4-grams {min(old):.3f}-{max(old):.3f})"
+        )
     path = humaneval_file(args.humaneval)
     if path is not None:
         answers = {}
@@ -65,8 +69,10 @@ def main() -> None:
                 answers[item["task_id"]] = "```python\n" + item["prompt"] + item["canonical_solution"] + "```"
         values = sorted((repetition(text), task) for task, text in answers.items())
         numbers = [v for v, _ in values]
-        print(f"HumanEval canonical answers: n={len(numbers)}  median {statistics.median(numbers):.3f}  "
-              f"90th percentile {statistics.quantiles(numbers, n=10)[-1]:.3f}  highest {numbers[-1]:.3f} ({values[-1][1]})")
+        print(
+            f"HumanEval canonical answers: n={len(numbers)}  median {statistics.median(numbers):.3f}  "
+            f"90th percentile {statistics.quantiles(numbers, n=10)[-1]:.3f}  highest {numbers[-1]:.3f} ({values[-1][1]})"
+        )
     long_loop = "def\n\n" * 800  # 4,000 characters: a 1,000-token answer
     long_code = (rows[-1]["text"] + "\n") * 1 + "".join(r["text"] for r in rows if r["label"] == "healthy")[:4000]
     for name, text in (("4,000-character loop", long_loop), ("4,000-character healthy text", long_code)):

@@ -33,21 +33,56 @@ from steerbench.sim.tiny_model import build_tiny_model
 MULTIPLIERS = "-1,0,1"
 UNSTEERED = "0"  # --unsteered: one fixed server at 0, which installs no hook at all (the control)
 VLLM_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "512M", "--max-model-len", "512"]
-TOPICS = ["the sea", "a red planet", "two plus two", "bread", "a quick fox", "winter", "a library", "rivers",
-          "the moon", "music", "a garden", "trains", "clouds", "a clock", "mountains", "a letter"]
+TOPICS = [
+    "the sea",
+    "a red planet",
+    "two plus two",
+    "bread",
+    "a quick fox",
+    "winter",
+    "a library",
+    "rivers",
+    "the moon",
+    "music",
+    "a garden",
+    "trains",
+    "clouds",
+    "a clock",
+    "mountains",
+    "a letter",
+]
 
 
 def ask(line: dict, prompt: str, tokens: int) -> list[int]:
-    body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": tokens,
-            "temperature": 0, "ignore_eos": True, "return_token_ids": True, **line.get("extra_body", {})}
-    request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
+    body = {
+        "model": line["model"],
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "return_token_ids": True,
+        **line.get("extra_body", {}),
+    }
+    request = urllib.request.Request(
+        line["url"] + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=600) as response:
         return json.load(response)["choices"][0]["token_ids"]
 
 
-def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str], tokens: int, port: int,
-            batches: int, unsteered: bool) -> dict:
+def one_way(
+    work: Path,
+    model: Path,
+    vector: Path,
+    graph: str,
+    prompts: list[str],
+    tokens: int,
+    port: int,
+    batches: int,
+    unsteered: bool,
+) -> dict:
     folder = work / f"{model.name}_{graph}{'_unsteered' if unsteered else ''}"
     how = ["--multipliers", UNSTEERED] if unsteered else ["--multipliers", MULTIPLIERS, "--one-server"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,10 +90,31 @@ def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str
     started = time.monotonic()
     with open(out, "w") as sink:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(model), "--vector", str(vector),
-             "--layer", "1", *how, f"--{graph}", "--port", str(port),
-             "--out", str(folder / "deployments.jsonl"), "--log-dir", str(folder / "serve_logs"), *VLLM_ARGS],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=folder)
+            [
+                sys.executable,
+                "-m",
+                "steerbench.cli",
+                "serve",
+                "--model",
+                str(model),
+                "--vector",
+                str(vector),
+                "--layer",
+                "1",
+                *how,
+                f"--{graph}",
+                "--port",
+                str(port),
+                "--out",
+                str(folder / "deployments.jsonl"),
+                "--log-dir",
+                str(folder / "serve_logs"),
+                *VLLM_ARGS,
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+        )
     try:
         while not any(line.startswith("ready:") for line in out.read_text().splitlines()):
             if serve.poll() is not None:
@@ -78,12 +134,26 @@ def one_way(work: Path, model: Path, vector: Path, graph: str, prompts: list[str
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=180)
     produced = sum(len(answer) for answer in answers) * batches
-    return {"graph": graph, "ready_s": ready, "wall_s": wall, "tokens": produced, "tok_s": produced / wall,
-            "answers": answers}
+    return {
+        "graph": graph,
+        "ready_s": ready,
+        "wall_s": wall,
+        "tokens": produced,
+        "tok_s": produced / wall,
+        "answers": answers,
+    }
 
 
-def compare(work: Path, model: Path, vector: Path, prompts: list[str], tokens: int, compiled_first: bool,
-            batches: int, unsteered: bool) -> None:
+def compare(
+    work: Path,
+    model: Path,
+    vector: Path,
+    prompts: list[str],
+    tokens: int,
+    compiled_first: bool,
+    batches: int,
+    unsteered: bool,
+) -> None:
     if compiled_first:  # the machine's load drifts: a second round in the other order shows how much
         compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches, unsteered)
         eager = one_way(work, model, vector, "eager", prompts, tokens, 18461, batches, unsteered)
@@ -92,10 +162,15 @@ def compare(work: Path, model: Path, vector: Path, prompts: list[str], tokens: i
         compiled = one_way(work, model, vector, "compiled", prompts, tokens, 18471, batches, unsteered)
     same = sum(a == b for a, b in zip(eager["answers"], compiled["answers"]))
     for row in (eager, compiled):
-        print(f"{model.name:<24} {row['graph'] + (' unsteered' if unsteered else ''):<18} start-up {row['ready_s']:6.1f} s  {row['tokens']} tokens in "
-              f"{row['wall_s']:6.1f} s = {row['tok_s']:7.1f} output tok/s")
-    print(f"{model.name:<24} {'unsteered ' if unsteered else ''}compiled/eager tok/s = {compiled['tok_s'] / eager['tok_s']:.2f}; "
-          f"answers equal token for token: {same}/{len(eager['answers'])}", flush=True)
+        print(
+            f"{model.name:<24} {row['graph'] + (' unsteered' if unsteered else ''):<18} start-up {row['ready_s']:6.1f} s  {row['tokens']} tokens in "
+            f"{row['wall_s']:6.1f} s = {row['tok_s']:7.1f} output tok/s"
+        )
+    print(
+        f"{model.name:<24} {'unsteered ' if unsteered else ''}compiled/eager tok/s = {compiled['tok_s'] / eager['tok_s']:.2f}; "
+        f"answers equal token for token: {same}/{len(eager['answers'])}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -107,8 +182,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3, help="timed batches per way, after one warm-up batch")
     parser.add_argument("--rounds", type=int, default=1, help="rounds per model, alternating which way starts")
     parser.add_argument("--no-tiny", action="store_true", help="only the --smollm2 model")
-    parser.add_argument("--unsteered", action="store_true",
-                        help="the control: a server at multiplier 0 (no hook at all), compiled against eager")
+    parser.add_argument(
+        "--unsteered",
+        action="store_true",
+        help="the control: a server at multiplier 0 (no hook at all), compiled against eager",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     prompts = [f"Write one sentence about {topic}." for topic in (TOPICS * 8)[: args.prompts]]
@@ -118,8 +196,16 @@ def main() -> None:
         vector = args.work / f"vector_{hidden}.npy"
         np.save(vector, (np.random.default_rng(1).normal(size=hidden) * 3).astype("float32"))
         for round_ in range(args.rounds):
-            compare(args.work, model, vector, prompts, args.tokens, compiled_first=round_ % 2 == 1, batches=args.batches,
-                    unsteered=args.unsteered)
+            compare(
+                args.work,
+                model,
+                vector,
+                prompts,
+                args.tokens,
+                compiled_first=round_ % 2 == 1,
+                batches=args.batches,
+                unsteered=args.unsteered,
+            )
 
 
 if __name__ == "__main__":

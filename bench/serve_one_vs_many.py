@@ -26,8 +26,17 @@ from steerbench.sim.tiny_grid import write_benchmarks
 from steerbench.sim.tiny_model import build_tiny_model
 
 MULTIPLIERS = "-1,0,1"
-VLLM_ARGS = ["--served-model-name", "tiny",
-             "--", "--dtype", "float32", "--kv-cache-memory-bytes", "128M", "--max-model-len", "512"]
+VLLM_ARGS = [
+    "--served-model-name",
+    "tiny",
+    "--",
+    "--dtype",
+    "float32",
+    "--kv-cache-memory-bytes",
+    "128M",
+    "--max-model-len",
+    "512",
+]
 
 
 def pss_bytes(pids: list[int]) -> int:
@@ -59,10 +68,32 @@ def one_way(name: str, work: Path, model: Path, vector: Path, benchmarks: Path, 
     started = time.monotonic()
     with open(out, "w") as sink:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(model), "--vector", str(vector),
-             "--layer", "1", "--multipliers", MULTIPLIERS, "--port", "18300" if not extra else "18310",
-             "--out", str(folder / "deployments.jsonl"), "--log-dir", str(folder / "serve_logs"), *extra, *VLLM_ARGS],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=folder)
+            [
+                sys.executable,
+                "-m",
+                "steerbench.cli",
+                "serve",
+                "--model",
+                str(model),
+                "--vector",
+                str(vector),
+                "--layer",
+                "1",
+                "--multipliers",
+                MULTIPLIERS,
+                "--port",
+                "18300" if not extra else "18310",
+                "--out",
+                str(folder / "deployments.jsonl"),
+                "--log-dir",
+                str(folder / "serve_logs"),
+                *extra,
+                *VLLM_ARGS,
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+        )
     memory = PeakMemory(serve.pid)
     memory.start()
     try:
@@ -73,15 +104,47 @@ def one_way(name: str, work: Path, model: Path, vector: Path, benchmarks: Path, 
         ready = time.monotonic() - started
         grid_start = time.monotonic()
         run = subprocess.run(
-            [sys.executable, "-m", "steerbench.cli", "run", "--all", "--deployments", str(folder / "deployments.jsonl"),
-             "--benchmarks", str(benchmarks), "--log-root", str(folder / "logs"), "--max-tokens", "16"],
-            cwd=folder, capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "steerbench.cli",
+                "run",
+                "--all",
+                "--deployments",
+                str(folder / "deployments.jsonl"),
+                "--benchmarks",
+                str(benchmarks),
+                "--log-root",
+                str(folder / "logs"),
+                "--max-tokens",
+                "16",
+            ],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+        )
         grid = time.monotonic() - grid_start
         if run.returncode != 0:
             raise SystemExit(f"{name}: run failed:\n{run.stdout}\n{run.stderr}")
-        subprocess.run([sys.executable, "-m", "steerbench.cli", "aggregate", "--deployments", str(folder / "deployments.jsonl"),
-                        "--benchmarks", str(benchmarks), "--log-root", str(folder / "logs"),
-                        "--output", str(folder / "data.csv")], cwd=folder, capture_output=True, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "steerbench.cli",
+                "aggregate",
+                "--deployments",
+                str(folder / "deployments.jsonl"),
+                "--benchmarks",
+                str(benchmarks),
+                "--log-root",
+                str(folder / "logs"),
+                "--output",
+                str(folder / "data.csv"),
+            ],
+            cwd=folder,
+            capture_output=True,
+            check=True,
+        )
     finally:
         memory.stopped.set()
         serve.terminate()
@@ -106,10 +169,14 @@ def main() -> None:
     one = one_way("one_server", args.work, model, vector, benchmarks, args.samples, ["--one-server"])
     print(f"{'way':<12} {'peak memory GB':>15} {'start-up s':>11} {'grid s':>8}  accuracy by multiplier")
     for row in (many, one):
-        print(f"{row['name']:<12} {row['peak_gb']:>15.2f} {row['ready_s']:>11.1f} {row['grid_s']:>8.1f}  {row['scores']}")
+        print(
+            f"{row['name']:<12} {row['peak_gb']:>15.2f} {row['ready_s']:>11.1f} {row['grid_s']:>8.1f}  {row['scores']}"
+        )
     print(f"memory one/N = {one['peak_gb'] / many['peak_gb']:.2f} (target <= 0.5)")
-    print(f"grid wall one/N = {one['grid_s'] / many['grid_s']:.2f} (target <= 1.0); "
-          f"start-up + grid one/N = {(one['ready_s'] + one['grid_s']) / (many['ready_s'] + many['grid_s']):.2f}")
+    print(
+        f"grid wall one/N = {one['grid_s'] / many['grid_s']:.2f} (target <= 1.0); "
+        f"start-up + grid one/N = {(one['ready_s'] + one['grid_s']) / (many['ready_s'] + many['grid_s']):.2f}"
+    )
     print("same scores per multiplier:", one["scores"] == many["scores"])
 
 

@@ -40,7 +40,19 @@ def installed_root() -> Path | None:
 
 
 def download_newest(folder: Path) -> Path | str:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", str(folder), "vllm"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-q",
+        "-d",
+        str(folder),
+        "vllm",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     wheels = sorted(folder.glob("vllm-*.whl"))
     if result.returncode != 0 or not wheels:
@@ -56,8 +68,10 @@ def judge(report: Report, allowed: Requirement) -> bool:
     for line in report.lines():
         print(line)
     complete = report.supports(FIXED) and report.supports(PER_REQUEST)
-    print(f"  steerbench[serve] allows {allowed.specifier}: this release is {'inside' if inside else 'outside'} it"
-          + ("" if complete or not inside else " -- FAIL: the allowed range includes a release the plugin cannot patch"))
+    print(
+        f"  steerbench[serve] allows {allowed.specifier}: this release is {'inside' if inside else 'outside'} it"
+        + ("" if complete or not inside else " -- FAIL: the allowed range includes a release the plugin cannot patch")
+    )
     return complete or not inside
 
 

@@ -46,8 +46,16 @@ def blocks(page: Path) -> list[Block]:
         title = re.search(r'title="([^"]+)"', opening.group(3))
         above = next((lines[i].strip() for i in range(index - 1, -1, -1) if lines[i].strip()), "")
         marker = above if re.match(r"<!-- (tested|not-run):", above) else ""
-        found.append(Block(page, index + 1, opening.group(2), title.group(1) if title else "", marker,
-                           "\n".join(lines[index + 1:end])))
+        found.append(
+            Block(
+                page,
+                index + 1,
+                opening.group(2),
+                title.group(1) if title else "",
+                marker,
+                "\n".join(lines[index + 1 : end]),
+            )
+        )
         index = end + 1
     return found
 

@@ -101,17 +101,23 @@ class _MessagesHandler(_JSONHandler):
             self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
             return
         # the SDK sends the key as x-api-key, or as a bearer token (how Inspect passes it)
-        if self.owner.key not in (self.headers.get("x-api-key"), self.headers.get("Authorization", "").removeprefix("Bearer ")):
+        if self.owner.key not in (
+            self.headers.get("x-api-key"),
+            self.headers.get("Authorization", "").removeprefix("Bearer "),
+        ):
             with self.owner.lock:
                 self.owner.rejected_keys += 1
-            self._send_json(401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid API key"}})
+            self._send_json(
+                401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid API key"}}
+            )
             return
         messages = _anthropic_messages(body)
         found = identify(messages)
         text = self.owner.grade(messages)
         with self.owner.lock:
-            self.owner.requests.append((str(body.get("model")), found.benchmark if found else None,
-                                        found.kind if found else None))
+            self.owner.requests.append(
+                (str(body.get("model")), found.benchmark if found else None, found.kind if found else None)
+            )
         message = {
             "id": "msg_" + secrets.token_hex(8),
             "type": "message",
@@ -132,11 +138,23 @@ class _MessagesHandler(_JSONHandler):
         start = {**message, "content": [], "stop_reason": None}
         events = [
             ("message_start", {"type": "message_start", "message": start}),
-            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            ),
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+            ),
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                               "usage": {"output_tokens": message["usage"]["output_tokens"]}}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": message["usage"]["output_tokens"]},
+                },
+            ),
             ("message_stop", {"type": "message_stop"}),
         ]
         data = "".join(f"event: {name}\ndata: {json.dumps(payload)}\n\n" for name, payload in events).encode()
@@ -160,8 +178,16 @@ class TrapProxy(_LocalServer):
     def environment(self) -> dict[str, str]:
         """Proxy variables that send every non-loopback request here."""
         loopback = "127.0.0.1,localhost"
-        return {"HTTP_PROXY": self.url, "HTTPS_PROXY": self.url, "http_proxy": self.url, "https_proxy": self.url,
-                "ALL_PROXY": self.url, "all_proxy": self.url, "NO_PROXY": loopback, "no_proxy": loopback}
+        return {
+            "HTTP_PROXY": self.url,
+            "HTTPS_PROXY": self.url,
+            "http_proxy": self.url,
+            "https_proxy": self.url,
+            "ALL_PROXY": self.url,
+            "all_proxy": self.url,
+            "NO_PROXY": loopback,
+            "no_proxy": loopback,
+        }
 
 
 class _TrapHandler(_JSONHandler):

@@ -31,7 +31,7 @@ ITEMS = 240
 ADAPTIVE = ("--adaptive", "--first-batch", "20", "--margin", "0.05")
 EXPECTED = {-1.0: ("harmful", 20), 0.0: ("baseline", 160), 0.5: ("non-inferior", 160)}
 
-ITEMS_TASK = '''
+ITEMS_TASK = """
 from inspect_ai import Task, task
 from inspect_ai.dataset import Sample
 from inspect_ai.scorer import match
@@ -42,7 +42,7 @@ from inspect_ai.solver import generate
 def items(count: int = 30) -> Task:
     samples = [Sample(id=n, input=f"Item {n}: answer with {n}.", target=str(n)) for n in range(1, count + 1)]
     return Task(dataset=samples, solver=generate(), scorer=match(location="exact"))
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -58,9 +58,12 @@ def answer(multiplier: float, messages: list[dict[str, Any]], body: dict[str, An
 def adaptive_study(root: Path, fleet: SimulatedFleet) -> dict[str, Path]:
     task_file = root / "items.py"
     task_file.write_text(ITEMS_TASK)
-    benchmarks = write_jsonl(root / "benchmarks.jsonl", [
-        {"name": "Items", "eval_name": f"{task_file}@items", "category": "Misc", "task_args": {"count": ITEMS}},
-    ])
+    benchmarks = write_jsonl(
+        root / "benchmarks.jsonl",
+        [
+            {"name": "Items", "eval_name": f"{task_file}@items", "category": "Misc", "task_args": {"count": ITEMS}},
+        ],
+    )
     fleet.write_deployments(root / "deployments.jsonl")
     return {"deployments": root / "deployments.jsonl", "benchmarks": benchmarks, "logs": root / "logs"}
 
@@ -70,8 +73,16 @@ def cli(*args: str) -> Any:
 
 
 def status_cells(study: dict[str, Path]) -> dict[float, dict[str, Any]]:
-    result = cli("status", "--json", "--log-root", str(study["logs"]), "--deployments", str(study["deployments"]),
-                 "--benchmarks", str(study["benchmarks"]))
+    result = cli(
+        "status",
+        "--json",
+        "--log-root",
+        str(study["logs"]),
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+    )
     assert result.exit_code == 0, result.output
     return {float(c["multiplier"]): c for c in json.loads(result.stdout)["cells"]}
 
@@ -82,7 +93,9 @@ def assert_prefixes_of_one_order(logs: Path) -> None:
     for value, (_, done) in EXPECTED.items():
         folder = logs / "Misc" / f"multiplier_{value}"
         # a killed run's unfinished log stays beside the one that resumed it: successful logs only
-        done_logs = [str(p) for p in folder.rglob("*.eval") if read_eval_log(str(p), header_only=True).status == "success"]
+        done_logs = [
+            str(p) for p in folder.rglob("*.eval") if read_eval_log(str(p), header_only=True).status == "success"
+        ]
         ids = [str(i) for i, _ in read_samples(done_logs)]
         assert len(ids) == len(set(ids)) == done, (value, len(ids), len(set(ids)))
         assert set(ids) == set(order[:done]), value
@@ -113,13 +126,31 @@ def test_adaptive_run_stops_each_cell_when_decided(tmp_path: Path) -> None:
     assert all(c["adaptive_population"] == ITEMS for c in cells.values())
     assert cells[-1.0]["adaptive_low"] >= 0.05 and cells[0.5]["adaptive_high"] <= 0.05
     assert cells[0.5]["adaptive_low"] < 0 < cells[-1.0]["adaptive_high"]
-    text = cli("status", "--log-root", str(study["logs"]), "--deployments", str(study["deployments"]),
-               "--benchmarks", str(study["benchmarks"])).output
+    text = cli(
+        "status",
+        "--log-root",
+        str(study["logs"]),
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+    ).output
     assert "harmful 20/240" in text and "non-inferior 160/240" in text
 
     csv, out = tmp_path / "data" / "agg.csv", tmp_path / "outputs"
-    report = cli("report", "--log-root", str(study["logs"]), "--csv", str(csv), "--out", str(out),
-                 "--deployments", str(study["deployments"]), "--benchmarks", str(study["benchmarks"]))
+    report = cli(
+        "report",
+        "--log-root",
+        str(study["logs"]),
+        "--csv",
+        str(csv),
+        "--out",
+        str(out),
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+    )
     assert report.exit_code == 0, report.output
     import pandas as pd
 
@@ -172,14 +203,17 @@ def test_killed_adaptive_run_resumes_without_asking_a_sample_twice(tmp_path: Pat
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing sent
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--adaptive", "--limit", "5"), "--limit"),
-    (("--adaptive", "--margin", "1.5"), "--margin"),
-    (("--adaptive", "--precision", "0"), "--precision"),
-    (("--adaptive", "--first-batch", "0"), "--first-batch"),
-    (("--margin", "0.05"), "only with --adaptive"),
-    (("--goal", "safe-range"), "only with --adaptive"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--adaptive", "--limit", "5"), "--limit"),
+        (("--adaptive", "--margin", "1.5"), "--margin"),
+        (("--adaptive", "--precision", "0"), "--precision"),
+        (("--adaptive", "--first-batch", "0"), "--first-batch"),
+        (("--margin", "0.05"), "only with --adaptive"),
+        (("--goal", "safe-range"), "only with --adaptive"),
+    ],
+)
 def test_bad_adaptive_flags_exit_2_and_send_nothing(tmp_path: Path, extra: tuple[str, ...], message: str) -> None:
     with SimulatedFleet([-1.0, 0.0, 0.5], answer) as fleet:
         study = adaptive_study(tmp_path, fleet)
@@ -193,8 +227,18 @@ def test_bad_adaptive_flags_exit_2_and_send_nothing(tmp_path: Path, extra: tuple
 def test_adaptive_needs_every_multiplier_and_a_zero(tmp_path: Path) -> None:
     with SimulatedFleet([-1.0, 0.0, 0.5], answer) as fleet:
         study = adaptive_study(tmp_path, fleet)
-        result = cli("run", "--multiplier", "0.5", "--adaptive", "--deployments", str(study["deployments"]),
-                     "--benchmarks", str(study["benchmarks"]), "--log-root", str(study["logs"]))
+        result = cli(
+            "run",
+            "--multiplier",
+            "0.5",
+            "--adaptive",
+            "--deployments",
+            str(study["deployments"]),
+            "--benchmarks",
+            str(study["benchmarks"]),
+            "--log-root",
+            str(study["logs"]),
+        )
         assert result.exit_code == 2 and "--all" in result.output, result.output
         assert sum(e.stats.requests for e in fleet.endpoints) == 0
     with SimulatedFleet([-1.0, 0.5], answer) as fleet:
@@ -207,8 +251,17 @@ def test_adaptive_needs_every_multiplier_and_a_zero(tmp_path: Path) -> None:
 def test_adaptive_into_a_root_with_a_full_run_is_refused(tmp_path: Path) -> None:
     with SimulatedFleet([-1.0, 0.0, 0.5], answer) as fleet:
         study = adaptive_study(tmp_path, fleet)
-        write_jsonl(study["benchmarks"], [{"name": "Items", "eval_name": f"{tmp_path / 'items.py'}@items",
-                                           "category": "Misc", "task_args": {"count": 3}}])
+        write_jsonl(
+            study["benchmarks"],
+            [
+                {
+                    "name": "Items",
+                    "eval_name": f"{tmp_path / 'items.py'}@items",
+                    "category": "Misc",
+                    "task_args": {"count": 3},
+                }
+            ],
+        )
         assert run_in_process(study).exit_code == 0
         sent = sum(e.stats.requests for e in fleet.endpoints)
         logs_before = sorted(study["logs"].rglob("*.eval"))
@@ -231,6 +284,7 @@ def test_dry_run_shows_the_adaptive_plan_and_sends_nothing(tmp_path: Path) -> No
 def test_goal_safe_range_stops_cells_beyond_the_first_harmful_one(tmp_path: Path) -> None:
     """-1 loses every answer (harmful after 20); -2, further out on that side, answers like 0 and
     would run on under the default goal, but cannot change the safe range: it stops at once."""
+
     def answer_sides(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
         item = re.search(r"Item (\d+)", messages[-1]["content"]).group(1)
         return "no idea" if multiplier == -1.0 else item

@@ -58,7 +58,9 @@ def dep(row: int, **change: Any) -> Callable[[Rows], bytes]:
 
     def build(rows: Rows) -> bytes:
         changed = {**rows[row], **change}
-        return jsonl(*[{k: v for k, v in changed.items() if v is not None} if i == row else r for i, r in enumerate(rows)])
+        return jsonl(
+            *[{k: v for k, v in changed.items() if v is not None} if i == row else r for i, r in enumerate(rows)]
+        )
 
     return build
 
@@ -85,16 +87,58 @@ CASES = [
     Case("dep-not-utf8", D, 3, None, lambda rows: jsonl(*rows) + b'{"key": "\xff"}\n', says="UTF-8"),
     Case("dep-line-not-an-object", D, 2, None, second_line_raw("[1.0, 2.0]"), says="one JSON object"),
     # multipliers
-    Case("dep-nan-multiplier", D, 2, "multiplier", second_line_raw('{"multiplier": NaN, "url": "http://h/v1/", "key": "k"}'), says="NaN"),
-    Case("dep-infinite-multiplier", D, 2, "multiplier", second_line_raw('{"multiplier": -Infinity, "url": "http://h/v1/", "key": "k"}'), says="Infinity"),
+    Case(
+        "dep-nan-multiplier",
+        D,
+        2,
+        "multiplier",
+        second_line_raw('{"multiplier": NaN, "url": "http://h/v1/", "key": "k"}'),
+        says="NaN",
+    ),
+    Case(
+        "dep-infinite-multiplier",
+        D,
+        2,
+        "multiplier",
+        second_line_raw('{"multiplier": -Infinity, "url": "http://h/v1/", "key": "k"}'),
+        says="Infinity",
+    ),
     Case("dep-nan-string-multiplier", D, 2, "multiplier", dep(1, multiplier="nan")),
-    Case("dep-overflowing-multiplier", D, 2, "multiplier", second_line_raw('{"multiplier": 1e999, "url": "http://h/v1/", "key": "k"}'), says="finite"),
+    Case(
+        "dep-overflowing-multiplier",
+        D,
+        2,
+        "multiplier",
+        second_line_raw('{"multiplier": 1e999, "url": "http://h/v1/", "key": "k"}'),
+        says="finite",
+    ),
     Case("dep-boolean-multiplier", D, 2, "multiplier", dep(1, multiplier=True)),
-    Case("dep-duplicate-0-and-0.0", D, 2, "multiplier", lambda rows: jsonl({**rows[0], "multiplier": "0"}, {**rows[1], "multiplier": "0.0"}), says="duplicates line 1"),
-    Case("dep-duplicate-0-and-minus-0", D, 2, "multiplier", lambda rows: jsonl({**rows[0], "multiplier": 0}, {**rows[1], "multiplier": "-0"}), says="duplicates line 1"),
+    Case(
+        "dep-duplicate-0-and-0.0",
+        D,
+        2,
+        "multiplier",
+        lambda rows: jsonl({**rows[0], "multiplier": "0"}, {**rows[1], "multiplier": "0.0"}),
+        says="duplicates line 1",
+    ),
+    Case(
+        "dep-duplicate-0-and-minus-0",
+        D,
+        2,
+        "multiplier",
+        lambda rows: jsonl({**rows[0], "multiplier": 0}, {**rows[1], "multiplier": "-0"}),
+        says="duplicates line 1",
+    ),
     # urls and keys
     Case("dep-url-without-scheme", D, 2, "url", dep(1, url="127.0.0.1:8000/v1/")),
-    Case("dep-url-with-credentials", D, 2, "url", dep(1, url=f"http://user:{CREDENTIAL}@127.0.0.1:1/v1/"), says="credentials"),
+    Case(
+        "dep-url-with-credentials",
+        D,
+        2,
+        "url",
+        dep(1, url=f"http://user:{CREDENTIAL}@127.0.0.1:1/v1/"),
+        says="credentials",
+    ),
     Case("dep-url-not-a-string", D, 2, "url", dep(1, url=8000)),
     Case("dep-url-missing", D, 2, "url", dep(1, url=None), says="missing"),
     Case("dep-key-wrong-type", D, 1, "key", dep(0, key=12345)),
@@ -102,10 +146,19 @@ CASES = [
     Case("dep-key-env-var-not-set", D, 2, "key", dep(1, key=f"${{{UNSET_KEY_VAR}}}"), says=UNSET_KEY_VAR),
     Case("dep-unknown-field", D, 1, "kye", dep(0, kye="typo"), says="unknown field"),
     # benchmarks.jsonl
-    Case("bench-invalid-json", B, 2, None, benchmarks=second_line_raw("{'name': 'single quotes'}"), says="invalid JSON"),
+    Case(
+        "bench-invalid-json", B, 2, None, benchmarks=second_line_raw("{'name': 'single quotes'}"), says="invalid JSON"
+    ),
     Case("bench-empty-file", B, None, None, benchmarks=lambda rows: b""),
     Case("bench-byte-order-mark", B, 1, None, benchmarks=lambda rows: b"\xef\xbb\xbf" + jsonl(*rows)),
-    Case("bench-unknown-task", B, 1, "eval_name", benchmarks=bench(0, eval_name="inspect_evals/no_such_task_anywhere"), says="unknown Inspect task"),
+    Case(
+        "bench-unknown-task",
+        B,
+        1,
+        "eval_name",
+        benchmarks=bench(0, eval_name="inspect_evals/no_such_task_anywhere"),
+        says="unknown Inspect task",
+    ),
     Case("bench-unknown-task-file", B, 2, "eval_name", benchmarks=bench(1, eval_name="no_such_file.py@capitals")),
     Case("bench-unknown-task-argument", B, 1, "task_args", benchmarks=bench(0, task_args={"offsett": 1})),
     Case("bench-unknown-field", B, 2, "shot", benchmarks=bench(1, shot=2), says="unknown field"),
@@ -159,8 +212,21 @@ def test_bad_input_is_one_clear_error(case: Case, endpoints, tmp_path: Path, mon
     before_requests = [(e.stats.requests, e.stats.model_list_requests) for e in endpoints]
 
     # the case's flags last, so that they win over the defaults given here
-    result = CliRunner().invoke(main, ["run", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
-                                       "--log-root", str(logs), "--workers", "1", *case.args])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(benchmarks),
+            "--log-root",
+            str(logs),
+            "--workers",
+            "1",
+            *case.args,
+        ],
+    )
 
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -195,8 +261,21 @@ def test_aggregate_skips_truncated_and_corrupt_logs_with_a_warning(tmp_path: Pat
     deployments.write_bytes(jsonl(*[e.deployment_line() for e in endpoints]))
     benchmarks = toy_benchmarks(tmp_path / B)
     logs = tmp_path / "logs"
-    run = CliRunner().invoke(main, ["run", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
-                                    "--log-root", str(logs), "--workers", "1"])
+    run = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--all",
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(benchmarks),
+            "--log-root",
+            str(logs),
+            "--workers",
+            "1",
+        ],
+    )
     assert run.exit_code == 0, run.output
 
     truncated = next((logs / "Math" / "multiplier_1.0").glob("*.eval"))
@@ -207,8 +286,20 @@ def test_aggregate_skips_truncated_and_corrupt_logs_with_a_warning(tmp_path: Pat
     empty.write_bytes(b"")
 
     output = tmp_path / "out.csv"
-    result = CliRunner().invoke(main, ["aggregate", "--log-root", str(logs), "--output", str(output),
-                                       "--deployments", str(deployments), "--benchmarks", str(benchmarks)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "aggregate",
+            "--log-root",
+            str(logs),
+            "--output",
+            str(output),
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(benchmarks),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: skipped")]

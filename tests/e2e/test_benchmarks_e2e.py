@@ -79,6 +79,7 @@ def ifeval_mixed_instruction_share() -> float:
 
 def expected_scores() -> dict[tuple[str, str], dict[str, tuple[float, float, float]]]:
     """(benchmark, subset) -> CSV column -> (score of the right, wrong, mixed model)."""
+
     def accuracy(bench: str) -> dict[str, tuple[float, float, float]]:
         return {"accuracy": (1.0, 0.0, mixed_fraction(bench))}
 
@@ -115,9 +116,19 @@ def expected_scores() -> dict[tuple[str, str], dict[str, tuple[float, float, flo
 
 
 SAMPLES = {  # (benchmark, subset) -> n_samples (GPQA: 4 epochs, MBPP: 5 epochs)
-    ("MMLU", ""): 4, ("ARC_Easy", ""): 4, ("ARC_Challenge", ""): 4, ("GPQA", ""): 16,
-    ("CommonSenseQA", ""): 4, ("TruthfulQA", ""): 4, ("GSM8K", ""): 4, ("HumanEval", ""): 3,
-    ("MBPP", ""): 15, ("IFEval", ""): 5, ("XSTest", "safe"): 3, ("XSTest", "unsafe"): 3, ("Sycophancy", ""): 4,
+    ("MMLU", ""): 4,
+    ("ARC_Easy", ""): 4,
+    ("ARC_Challenge", ""): 4,
+    ("GPQA", ""): 16,
+    ("CommonSenseQA", ""): 4,
+    ("TruthfulQA", ""): 4,
+    ("GSM8K", ""): 4,
+    ("HumanEval", ""): 3,
+    ("MBPP", ""): 15,
+    ("IFEval", ""): 5,
+    ("XSTest", "safe"): 3,
+    ("XSTest", "unsafe"): 3,
+    ("Sycophancy", ""): 4,
 }
 
 
@@ -129,28 +140,51 @@ def offline_env(cache: dict[str, str], trap: TrapProxy, **extra: str) -> dict[st
     non-loopback request sent to the trap, no provider keys from the outside. (`run` and
     `prefetch` also get --synthetic-data: trust the synthetic GPQA CSV, no download retries.)"""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("HF_", "INSPECT_", "OPENAI_", "ANTHROPIC_", "STEERBENCH_", "DOCKER_"))
         and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
     }
     env.update(cache)
     env.update(trap.environment())
-    env.update({
-        "PYTHONPATH": os.pathsep.join([str(STUBS), str(REPO / "src"), str(REPO)]),
-        "INSPECT_LOG_LEVEL": "warning",
-    })
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(STUBS), str(REPO / "src"), str(REPO)]),
+            "INSPECT_LOG_LEVEL": "warning",
+        }
+    )
     env.update(extra)
     return env
 
 
-def steerbench(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "steerbench.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+def steerbench(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "steerbench.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def aggregate_csv(logs: Path, deployments: Path, benchmarks: Path, out: Path) -> pd.DataFrame:
-    result = CliRunner().invoke(main, ["aggregate", "--log-root", str(logs), "--output", str(out),
-                                       "--deployments", str(deployments), "--benchmarks", str(benchmarks)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "aggregate",
+            "--log-root",
+            str(logs),
+            "--output",
+            str(out),
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(benchmarks),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return pd.read_csv(out, dtype={"multiplier": str, "subset": str}, keep_default_na=False, na_values=[""])
 
@@ -171,8 +205,11 @@ class StudyRun:
     trap: TrapProxy
 
     def row(self, benchmark: str, subset: str, multiplier: float) -> pd.Series:
-        rows = self.csv[(self.csv.benchmark == benchmark) & (self.csv.subset.fillna("") == subset)
-                        & (self.csv.multiplier == LABEL[multiplier])]
+        rows = self.csv[
+            (self.csv.benchmark == benchmark)
+            & (self.csv.subset.fillna("") == subset)
+            & (self.csv.multiplier == LABEL[multiplier])
+        ]
         assert len(rows) == 1, (benchmark, subset, multiplier, rows)
         return rows.iloc[0]
 
@@ -190,8 +227,25 @@ def shipped_study(tmp_path_factory: pytest.TempPathFactory, offline_cache: dict[
         fleet.write_deployments(deployments)
         env = offline_env(offline_cache, trap, ANTHROPIC_BASE_URL=grader.url, ANTHROPIC_API_KEY=grader.key)
         started = time.perf_counter()
-        proc = steerbench(["run", "--synthetic-data", "--all", "--deployments", str(deployments), "--benchmarks", str(SHIPPED_BENCHMARKS),
-                           "--log-root", str(root / "logs"), "--sandbox", "local", "--workers", "2"], env, root)
+        proc = steerbench(
+            [
+                "run",
+                "--synthetic-data",
+                "--all",
+                "--deployments",
+                str(deployments),
+                "--benchmarks",
+                str(SHIPPED_BENCHMARKS),
+                "--log-root",
+                str(root / "logs"),
+                "--sandbox",
+                "local",
+                "--workers",
+                "2",
+            ],
+            env,
+            root,
+        )
         seconds = time.perf_counter() - started
     csv = aggregate_csv(root / "logs", deployments, SHIPPED_BENCHMARKS, root / "aggregated.csv")
     return StudyRun(proc, seconds, csv, root / "logs", fleet, grader, trap)
@@ -219,7 +273,13 @@ def test_right_wrong_and_mixed_answers_score_exactly(shipped_study: StudyRun, ce
     for column, (right, wrong, mixed) in expected_scores()[cell].items():
         for multiplier, expected in ((RIGHT, right), (WRONG, wrong), (MIXED, mixed)):
             row = shipped_study.row(benchmark, subset, multiplier)
-            assert row[column] == pytest.approx(expected), (benchmark, subset, column, multiplier, row.dropna().to_dict())
+            assert row[column] == pytest.approx(expected), (
+                benchmark,
+                subset,
+                column,
+                multiplier,
+                row.dropna().to_dict(),
+            )
     for multiplier in (WRONG, RIGHT, MIXED):
         row = shipped_study.row(benchmark, subset, multiplier)
         assert row["status"] == "success"
@@ -230,8 +290,19 @@ def test_right_wrong_and_mixed_answers_score_exactly(shipped_study: StudyRun, ce
 def test_mixed_model_is_really_mixed() -> None:
     """Each benchmark's mixed run has right and wrong answers, so a scorer that always
     passes or always fails cannot give the expected score."""
-    for bench in ("mmlu_0_shot", "arc_easy", "arc_challenge", "gpqa_diamond", "commonsense_qa", "truthfulqa",
-                  "gsm8k", "humaneval", "mbpp", "ifeval", "sycophancy"):
+    for bench in (
+        "mmlu_0_shot",
+        "arc_easy",
+        "arc_challenge",
+        "gpqa_diamond",
+        "commonsense_qa",
+        "truthfulqa",
+        "gsm8k",
+        "humaneval",
+        "mbpp",
+        "ifeval",
+        "sycophancy",
+    ):
         assert 0 < mixed_fraction(bench) < 1, bench
     for label in ("safe", "unsafe"):
         assert 0 < mixed_fraction("xstest", label) < 1
@@ -311,13 +382,23 @@ def failing_study(tmp_path_factory: pytest.TempPathFactory, offline_cache: dict[
     shutil.copytree(cache_root, root / "cache", ignore=shutil.ignore_patterns("*.lock"))
     shutil.rmtree(root / "cache" / "hf_home" / "datasets" / "walledai___xs_test")
     benchmarks = root / "benchmarks.jsonl"
-    benchmarks.write_text("".join(json.dumps(b) + "\n" for b in [
-        {"name": "Sycophancy", "eval_name": "inspect_evals/sycophancy", "category": "Safety", "grader": "self"},
-        {"name": "XSTest", "eval_name": "inspect_evals/xstest", "category": "Safety",
-         "subsets": [{"subset": "safe"}], "grader": "self"},
-        {"name": "HumanEval", "eval_name": "inspect_evals/humaneval", "category": "Code"},
-        {"name": "MBPP", "eval_name": "inspect_evals/mbpp", "category": "Code"},
-    ]))
+    benchmarks.write_text(
+        "".join(
+            json.dumps(b) + "\n"
+            for b in [
+                {"name": "Sycophancy", "eval_name": "inspect_evals/sycophancy", "category": "Safety", "grader": "self"},
+                {
+                    "name": "XSTest",
+                    "eval_name": "inspect_evals/xstest",
+                    "category": "Safety",
+                    "subsets": [{"subset": "safe"}],
+                    "grader": "self",
+                },
+                {"name": "HumanEval", "eval_name": "inspect_evals/humaneval", "category": "Code"},
+                {"name": "MBPP", "eval_name": "inspect_evals/mbpp", "category": "Code"},
+            ]
+        )
+    )
     fleet = SimulatedFleet([RIGHT, WRONG], steered_model, keep_bodies=True)
     with fleet, TrapProxy() as trap:
         deployments = root / "deployments.jsonl"
@@ -326,12 +407,37 @@ def failing_study(tmp_path_factory: pytest.TempPathFactory, offline_cache: dict[
         # no Docker engine, whatever this machine has; no Anthropic key needed with grader "self"
         env = offline_env(cache, trap, DOCKER_HOST=f"unix://{root}/no-docker-here.sock")
         started = time.perf_counter()
-        proc = steerbench(["run", "--synthetic-data", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
-                           "--log-root", str(root / "logs"), "--workers", "1"], env, root)
+        proc = steerbench(
+            [
+                "run",
+                "--synthetic-data",
+                "--all",
+                "--deployments",
+                str(deployments),
+                "--benchmarks",
+                str(benchmarks),
+                "--log-root",
+                str(root / "logs"),
+                "--workers",
+                "1",
+            ],
+            env,
+            root,
+        )
         seconds = time.perf_counter() - started
     csv = aggregate_csv(root / "logs", deployments, benchmarks, root / "aggregated.csv")
-    status = CliRunner().invoke(main, ["status", "--log-root", str(root / "logs"), "--deployments", str(deployments),
-                                       "--benchmarks", str(benchmarks)])
+    status = CliRunner().invoke(
+        main,
+        [
+            "status",
+            "--log-root",
+            str(root / "logs"),
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(benchmarks),
+        ],
+    )
     return {"proc": proc, "seconds": seconds, "csv": csv, "fleet": fleet, "trap": trap, "status": status.output}
 
 
@@ -353,7 +459,9 @@ def test_no_docker_engine_fails_the_code_cells_visibly(failing_study: dict[str, 
     assert "HumanEval" in failing_study["status"] and "FAILED" in failing_study["status"]
     # no code benchmark prompt was ever sent
     for multiplier in (RIGHT, WRONG):
-        benches = {identify(b["messages"]).benchmark for b in failing_study["fleet"].by_multiplier(multiplier).stats.bodies}
+        benches = {
+            identify(b["messages"]).benchmark for b in failing_study["fleet"].by_multiplier(multiplier).stats.bodies
+        }
         assert benches == {"sycophancy"}
 
 
@@ -381,8 +489,9 @@ def test_self_grading_goes_to_each_cells_own_endpoint(failing_study: dict[str, A
 # ---------------------------------------------------------------- IFEval's dependency
 
 
-def test_run_says_how_to_install_ifevals_checker(tmp_path: Path, fleet: SimulatedFleet,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_says_how_to_install_ifevals_checker(
+    tmp_path: Path, fleet: SimulatedFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != STUBS])
@@ -392,8 +501,21 @@ def test_run_says_how_to_install_ifevals_checker(tmp_path: Path, fleet: Simulate
     fleet.write_deployments(deployments)
     benchmarks.write_text(SHIPPED_BENCHMARKS.read_text().splitlines()[1] + "\n")  # the IFEval line
     assert '"IFEval"' in benchmarks.read_text()
-    result = CliRunner().invoke(main, ["run", "--all", "--deployments", str(deployments), "--benchmarks",
-                                       str(benchmarks), "--log-root", str(tmp_path / "logs"), "--workers", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--all",
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(benchmarks),
+            "--log-root",
+            str(tmp_path / "logs"),
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "IFEval needs the Python module 'instruction_following_eval'" in result.output
     assert "not on PyPI" in result.output
@@ -414,8 +536,21 @@ def _prefetch_lines(stdout: str) -> dict[str, str]:
     return lines
 
 
-ALL_LABELS = ["MMLU", "IFEval", "ARC_Easy", "ARC_Challenge", "GPQA", "HumanEval", "MBPP", "GSM8K",
-              "CommonSenseQA", "TruthfulQA", "Sycophancy", "XSTest[safe]", "XSTest[unsafe]"]
+ALL_LABELS = [
+    "MMLU",
+    "IFEval",
+    "ARC_Easy",
+    "ARC_Challenge",
+    "GPQA",
+    "HumanEval",
+    "MBPP",
+    "GSM8K",
+    "CommonSenseQA",
+    "TruthfulQA",
+    "Sycophancy",
+    "XSTest[safe]",
+    "XSTest[unsafe]",
+]
 
 
 def test_prefetch_finds_every_shipped_benchmark_cached(tmp_path: Path, offline_cache: dict[str, str]) -> None:
@@ -442,15 +577,23 @@ def test_prefetch_offline_names_what_is_missing_without_waiting(tmp_path: Path, 
     cache = {k: v.replace(str(cache_root), str(tmp_path / "cache")) for k, v in offline_cache.items()}
     with TrapProxy() as trap:
         started = time.perf_counter()
-        proc = steerbench(["prefetch", "--synthetic-data", "--benchmarks", str(SHIPPED_BENCHMARKS)], offline_env(cache, trap), tmp_path,
-                          timeout=180)
+        proc = steerbench(
+            ["prefetch", "--synthetic-data", "--benchmarks", str(SHIPPED_BENCHMARKS)],
+            offline_env(cache, trap),
+            tmp_path,
+            timeout=180,
+        )
         seconds = time.perf_counter() - started
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     lines = _prefetch_lines(proc.stdout)
     for label in ("XSTest[safe]", "XSTest[unsafe]"):
         assert lines[label].startswith("failed ") and "walledai/XSTest" in lines[label], lines[label]
     assert lines["GPQA"].startswith("failed ") and "not in the local cache" in lines["GPQA"], lines["GPQA"]
-    assert all(lines[label].startswith("cached ") for label in ALL_LABELS if label not in ("XSTest[safe]", "XSTest[unsafe]", "GPQA"))
+    assert all(
+        lines[label].startswith("cached ")
+        for label in ALL_LABELS
+        if label not in ("XSTest[safe]", "XSTest[unsafe]", "GPQA")
+    )
     assert "10 cached, 0 downloaded, 3 failed" in proc.stdout
     assert trap.attempts == []  # offline means offline: not even a try
     assert seconds < 90  # with inspect_evals' back-off, a missing dataset takes minutes
@@ -483,8 +626,9 @@ def test_prefetch_downloads_what_is_missing_once(tmp_path: Path, monkeypatch: py
     data = b'{"input": "What is 2 + 2?", "target": "4"}\n'
     (served / "toy.jsonl").write_bytes(data)
     (tmp_path / "toy_task.py").write_text(TOY_TASK)
-    (tmp_path / "benchmarks.jsonl").write_text(json.dumps(
-        {"name": "Toy", "eval_name": f"{tmp_path / 'toy_task.py'}@remote_toy", "category": "Other"}) + "\n")
+    (tmp_path / "benchmarks.jsonl").write_text(
+        json.dumps({"name": "Toy", "eval_name": f"{tmp_path / 'toy_task.py'}@remote_toy", "category": "Other"}) + "\n"
+    )
 
     class Quiet(SimpleHTTPRequestHandler):
         def __init__(self, *args: Any, **kwargs: Any) -> None:

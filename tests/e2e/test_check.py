@@ -163,12 +163,13 @@ def preflight_lines(output: str) -> dict[str, str]:
     for line in output.splitlines():
         for item in ("task dependencies:", "grader keys:", "log root:"):
             if line.startswith(item):
-                found.setdefault(item[:-1], line[len(item):].strip())
+                found.setdefault(item[:-1], line[len(item) :].strip())
     return found
 
 
 def test_check_prints_dependencies_grader_keys_and_the_log_root_when_they_are_fine(
-        tmp_path: Path, servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.helpers import REPO, STUBS
 
     monkeypatch.syspath_prepend(str(STUBS))  # IFEval's checker, installed (the labelled stand-in)
@@ -178,7 +179,9 @@ def test_check_prints_dependencies_grader_keys_and_the_log_root_when_they_are_fi
     arithmetic = json.loads(toy_benchmarks(tmp_path / "toy.jsonl").read_text().splitlines()[0])
     ifeval = json.loads((REPO / "benchmarks.jsonl").read_text().splitlines()[1])
     assert ifeval["name"] == "IFEval"
-    write_jsonl(tmp_path / "benchmarks.jsonl", [{**arithmetic, "grader": "anthropic/claude-3-7-sonnet-20250219"}, ifeval])
+    write_jsonl(
+        tmp_path / "benchmarks.jsonl", [{**arithmetic, "grader": "anthropic/claude-3-7-sonnet-20250219"}, ifeval]
+    )
     monkeypatch.chdir(tmp_path)
     result = check("--log-root", str(tmp_path / "new" / "logs"))
     assert result.exit_code == 0, result.output
@@ -202,23 +205,30 @@ def test_check_prints_what_fails_on_the_same_lines(tmp_path: Path, servers, monk
     write_jsonl(tmp_path / "deployments.jsonl", [endpoint.deployment_line()])
     ifeval = json.loads((REPO / "benchmarks.jsonl").read_text().splitlines()[1])
     arithmetic = json.loads(toy_benchmarks(tmp_path / "toy.jsonl").read_text().splitlines()[0])
-    write_jsonl(tmp_path / "benchmarks.jsonl", [{**arithmetic, "grader": "anthropic/claude-3-7-sonnet-20250219"}, ifeval])
+    write_jsonl(
+        tmp_path / "benchmarks.jsonl", [{**arithmetic, "grader": "anthropic/claude-3-7-sonnet-20250219"}, ifeval]
+    )
     (tmp_path / "a-file").write_text("")
     monkeypatch.chdir(tmp_path)
     result = check("--log-root", str(tmp_path / "a-file" / "logs"))
     assert result.exit_code == 1
     lines = preflight_lines(result.output)
     assert lines["task dependencies"].startswith("FAILED  IFEval needs the Python module 'instruction_following_eval'")
-    assert lines["grader keys"] == ("FAILED  Arithmetic is graded by anthropic/claude-3-7-sonnet-20250219, "
-                                    "which needs ANTHROPIC_API_KEY to be set")
+    assert lines["grader keys"] == (
+        "FAILED  Arithmetic is graded by anthropic/claude-3-7-sonnet-20250219, which needs ANTHROPIC_API_KEY to be set"
+    )
     assert lines["log root"].startswith("FAILED  log root ") and "is not a writable folder" in lines["log root"]
     assert "check failed: 3 problem(s)" in result.output
 
 
-def test_check_warns_about_the_local_sandbox_as_run_does(tmp_path: Path, servers, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_warns_about_the_local_sandbox_as_run_does(
+    tmp_path: Path, servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     endpoint = servers(0.0)
     write_jsonl(tmp_path / "deployments.jsonl", [endpoint.deployment_line()])
-    arithmetic, capitals = (json.loads(line) for line in toy_benchmarks(tmp_path / "toy.jsonl").read_text().splitlines())
+    arithmetic, capitals = (
+        json.loads(line) for line in toy_benchmarks(tmp_path / "toy.jsonl").read_text().splitlines()
+    )
     write_jsonl(tmp_path / "benchmarks.jsonl", [{**arithmetic, "sandbox": "local"}, capitals])
     monkeypatch.chdir(tmp_path)
     from_file = check()

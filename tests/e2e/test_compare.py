@@ -45,7 +45,9 @@ def steering(tmp: Path, multipliers: str, scale: str) -> dict[float, dict[str, A
     model.mkdir(exist_ok=True)
     (model / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 4}))
     vector = tmp / "v.safetensors"
-    write_safetensors(vector, {"layer.2": np.full(8, 2.5, dtype=np.float32)}, {"residual_norms": json.dumps({"2": 20.0})})
+    write_safetensors(
+        vector, {"layer.2": np.full(8, 2.5, dtype=np.float32)}, {"residual_norms": json.dumps({"2": 20.0})}
+    )
     options = ServeOptions(model=str(model), multipliers=parse_multipliers(multipliers), one_server=True)
     plan, _ = build_plan(ServeRequest(options, vector, None, False, tmp / "d.jsonl", tmp, True, scale=scale))
     return {float(line["multiplier"]): line["steering"] for line in deployment_lines(plan, None)}
@@ -57,13 +59,37 @@ def run_study(root: Path, responder: Any, multipliers: str, scale: str) -> Path:
     values = [float(m) for m in multipliers.split(",")]
     server = SimulatedEndpoint(0.0, responder, per_request=True).start()
     try:
-        lines = [{**line, "steering": provenance[float(line["multiplier"])]} for line in server.shared_deployment_lines(values)]
+        lines = [
+            {**line, "steering": provenance[float(line["multiplier"])]}
+            for line in server.shared_deployment_lines(values)
+        ]
         deployments = write_jsonl(root / "deployments.jsonl", lines)
-        benchmarks = write_jsonl(root / "benchmarks.jsonl", [
-            {"name": "Arithmetic", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0,
-             "task_args": {"questions": QUESTIONS}}])
-        result = CliRunner().invoke(main, ["run", "--all", "--deployments", str(deployments), "--benchmarks",
-                                           str(benchmarks), "--log-root", str(root / "logs")], catch_exceptions=False)
+        benchmarks = write_jsonl(
+            root / "benchmarks.jsonl",
+            [
+                {
+                    "name": "Arithmetic",
+                    "eval_name": f"{TASKS_FILE}@arithmetic",
+                    "category": "Math",
+                    "shots": 0,
+                    "task_args": {"questions": QUESTIONS},
+                }
+            ],
+        )
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--all",
+                "--deployments",
+                str(deployments),
+                "--benchmarks",
+                str(benchmarks),
+                "--log-root",
+                str(root / "logs"),
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
     finally:
         server.stop()
@@ -82,14 +108,29 @@ def studies(tmp_path_factory) -> tuple[Path, Path]:
 def test_two_studies_side_by_side(studies: tuple[Path, Path], tmp_path: Path) -> None:
     vector, control = studies
     out = tmp_path / "cmp"
-    result = CliRunner().invoke(main, ["report", "--compare", f"vector={vector}", "--compare", f"random={control}",
-                                       "--out", str(out), "--margin", "0.5"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            "--compare",
+            f"vector={vector}",
+            "--compare",
+            f"random={control}",
+            "--out",
+            str(out),
+            "--margin",
+            "0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "compared 2 studies: vector, random" in result.output
     page = (out / "compare.html").read_text()
     assert "data:image/png;base64," in page and "Safe ranges side by side" in page and "random" in page
-    assert {p.name for p in (out / "figures").iterdir()} >= {"compare_headline.png", "compare_headline.pdf",
-                                                             "compare_output_health.png"}
+    assert {p.name for p in (out / "figures").iterdir()} >= {
+        "compare_headline.png",
+        "compare_headline.pdf",
+        "compare_output_health.png",
+    }
     scores = pd.read_csv(out / "compare_scores.csv", dtype={"multiplier": str})
     accuracy = scores[scores["metric"] == "accuracy"].set_index(["study", "multiplier"])["value"]
     # each study's own numbers, at its own multipliers (labels as the deployments give them)
@@ -100,8 +141,20 @@ def test_two_studies_side_by_side(studies: tuple[Path, Path], tmp_path: Path) ->
     change = paired.set_index(["study", "multiplier"])["change"]
     assert change[("vector", "2.0")] == pytest.approx(-4 / 12) and change[("random", "4.0")] == 0
     # the same as each study's own report: the comparison adds nothing and corrects nothing anew
-    own = CliRunner().invoke(main, ["report", "--log-root", str(vector), "--csv", str(tmp_path / "own" / "a.csv"),
-                                    "--out", str(tmp_path / "own"), "--margin", "0.5"])
+    own = CliRunner().invoke(
+        main,
+        [
+            "report",
+            "--log-root",
+            str(vector),
+            "--csv",
+            str(tmp_path / "own" / "a.csv"),
+            "--out",
+            str(tmp_path / "own"),
+            "--margin",
+            "0.5",
+        ],
+    )
     assert own.exit_code == 0, own.output
     alone = pd.read_csv(tmp_path / "own" / "paired_differences.csv", dtype={"multiplier": str})
     mine = paired[paired["study"] == "vector"].drop(columns="study").reset_index(drop=True)
@@ -117,13 +170,29 @@ def test_relative_norm_axis_uses_the_provenance(studies: tuple[Path, Path], tmp_
     from steerbench.results.analysis import analyse
 
     vector, control = studies
-    result = CliRunner().invoke(main, ["report", "--compare", f"vector={vector}", "--compare", f"random={control}",
-                                       "--axis", "relative-norm", "--out", str(tmp_path / "cmp")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            "--compare",
+            f"vector={vector}",
+            "--compare",
+            f"random={control}",
+            "--axis",
+            "relative-norm",
+            "--out",
+            str(tmp_path / "cmp"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     # scale residual: m = 1 adds the residual norm; raw: |m·v| / 20 with |v| = 2.5·√8
-    assert axis_values(Study("v", str(vector), analyse(str(vector))).analysis, "relative-norm") == {0.0: 0.0, 1.0: 1.0, 2.0: 2.0}
+    assert axis_values(Study("v", str(vector), analyse(str(vector))).analysis, "relative-norm") == {
+        0.0: 0.0,
+        1.0: 1.0,
+        2.0: 2.0,
+    }
     raw = axis_values(analyse(str(control)), "relative-norm")
-    assert raw[4.0] == pytest.approx(4 * 2.5 * 8 ** 0.5 / 20, abs=1e-5) and raw[0.0] == 0.0
+    assert raw[4.0] == pytest.approx(4 * 2.5 * 8**0.5 / 20, abs=1e-5) and raw[0.0] == 0.0
 
 
 def test_a_single_report_labels_its_axis_in_residual_units(studies: tuple[Path, Path]) -> None:
@@ -137,13 +206,16 @@ def test_a_single_report_labels_its_axis_in_residual_units(studies: tuple[Path, 
         assert "residual norm" in ax.get_xlabel()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--compare", "only=logs"], "needs at least two studies"),
-    (["--compare", "a=x", "--compare", "nolabel"], "expected LABEL=LOG_ROOT"),
-    (["--compare", "a=x", "--compare", "a=y"], "given twice"),
-    (["--axis", "relative-norm"], "only used with --compare"),
-    (["--compare", "a={tmp}/nowhere", "--compare", "b={tmp}/nowhere2"], "no such log root"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--compare", "only=logs"], "needs at least two studies"),
+        (["--compare", "a=x", "--compare", "nolabel"], "expected LABEL=LOG_ROOT"),
+        (["--compare", "a=x", "--compare", "a=y"], "given twice"),
+        (["--axis", "relative-norm"], "only used with --compare"),
+        (["--compare", "a={tmp}/nowhere", "--compare", "b={tmp}/nowhere2"], "no such log root"),
+    ],
+)
 def test_bad_compare_input_exits_2_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "out"
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

@@ -23,7 +23,11 @@ def demo_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "INSPECT_EVALS"))}
     completed = subprocess.run(
         [sys.executable, "-m", "steerbench.cli", "demo", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=out.parent,
     )
     return out, completed
 
@@ -34,7 +38,10 @@ def test_demo_finishes_with_a_complete_grid(demo_run):
     assert "SIMULATED" in completed.stdout
     frame = pd.read_csv(out / "data" / "aggregated_inspect_logs.csv", dtype={"multiplier": str})
     assert set(frame["status"]) == {"success"}
-    cells = {(r.benchmark, str(r.subset) if isinstance(r.subset, str) else "", float(r.multiplier)) for r in frame.itertuples()}
+    cells = {
+        (r.benchmark, str(r.subset) if isinstance(r.subset, str) else "", float(r.multiplier))
+        for r in frame.itertuples()
+    }
     expected_rows = (len(CAPABILITY) + 3) * len(DEMO_MULTIPLIERS)  # + Sycophancy, XSTest safe/unsafe
     assert len(cells) == len(frame) >= expected_rows
 

@@ -36,7 +36,10 @@ def test_the_add_a_benchmark_page_runs_as_written(tmp_path: Path) -> None:
     Path("my_tasks.py").write_text(_page_block("python", "my_tasks.py") + "\n")
     Path("benchmarks.jsonl").write_text(_page_block("jsonl", "benchmarks.jsonl", "my_tasks.py@squares") + "\n")
     commands = shell_commands(_page_block("bash", contains="--benchmark Squares"))
-    assert [argv[:2] for argv in commands] == [["steerbench", "run"]] * 2 + [["steerbench", "aggregate"], ["steerbench", "report"]]
+    assert [argv[:2] for argv in commands] == [["steerbench", "run"]] * 2 + [
+        ["steerbench", "aggregate"],
+        ["steerbench", "report"],
+    ]
 
     with SimulatedFleet(MULTIPLIERS, squares_responder) as fleet:
         fleet.write_deployments(Path("deployments.jsonl"))

@@ -24,8 +24,9 @@ STUDY_BENCHMARKS = REPO / "benchmarks.jsonl"
 
 def _dry_run(tmp_path: Path, benchmarks: list[dict]) -> subprocess.CompletedProcess[str]:
     """`steerbench run --dry-run` in a fresh interpreter, reporting whether Inspect got imported."""
-    deployments = write_jsonl(tmp_path / "deployments.jsonl",
-                              [{"multiplier": 0, "url": "http://127.0.0.1:9/v1/", "key": "not-used-here"}])
+    deployments = write_jsonl(
+        tmp_path / "deployments.jsonl", [{"multiplier": 0, "url": "http://127.0.0.1:9/v1/", "key": "not-used-here"}]
+    )
     bench_file = write_jsonl(tmp_path / "benchmarks.jsonl", benchmarks)
     code = (
         "import sys\nfrom steerbench.cli import main\n"
@@ -34,9 +35,22 @@ def _dry_run(tmp_path: Path, benchmarks: list[dict]) -> subprocess.CompletedProc
         "    print('inspect_ai imported:', 'inspect_ai' in sys.modules)\n    raise\n"
     )
     return subprocess.run(
-        [sys.executable, "-c", code, "run", "--all", "--dry-run", "--deployments", str(deployments),
-         "--benchmarks", str(bench_file)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "run",
+            "--all",
+            "--dry-run",
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(bench_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
 
 
@@ -45,18 +59,27 @@ def test_dry_run_of_the_study_imports_no_inspect(tmp_path: Path) -> None:
     result = _dry_run(tmp_path, rows)
     assert result.returncode == 0, result.stderr
     assert "inspect_ai imported: False" in result.stdout
-    assert "GSM8K" in result.stdout and "{\"fewshot\": 8}" in result.stdout
+    assert "GSM8K" in result.stdout and '{"fewshot": 8}' in result.stdout
 
 
 @pytest.mark.parametrize(
     "row, message",
     [
         ({"name": "X", "eval_name": "inspect_evals/no_such_task", "category": "C"}, "unknown Inspect task"),
-        ({"name": "X", "eval_name": "inspect_evals/gsm8k", "category": "C", "task_args": {"nope": 1}},
-         "has no argument 'nope'"),
+        (
+            {"name": "X", "eval_name": "inspect_evals/gsm8k", "category": "C", "task_args": {"nope": 1}},
+            "has no argument 'nope'",
+        ),
         ({"name": "X", "eval_name": "inspect_evals/arc_easy", "category": "C", "shots": 5}, "cannot take effect"),
-        ({"name": "X", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "C", "task_args": {"offset": 1, "zz": 2}},
-         "has no argument 'zz'"),
+        (
+            {
+                "name": "X",
+                "eval_name": f"{TASKS_FILE}@arithmetic",
+                "category": "C",
+                "task_args": {"offset": 1, "zz": 2},
+            },
+            "has no argument 'zz'",
+        ),
     ],
 )
 def test_dry_run_still_rejects_bad_benchmarks(tmp_path: Path, row: dict, message: str) -> None:
@@ -81,10 +104,15 @@ def test_simulator_serves_at_most_max_concurrency_requests_at_once() -> None:
 
     endpoint = SimulatedEndpoint(0.0, slow_responder, max_concurrency=3).start()
     try:
+
         def ask(_: int) -> int:
             body = {"model": endpoint.model, "messages": [{"role": "user", "content": "hi"}]}
-            return httpx.post(endpoint.url + "chat/completions", json=body, timeout=30,
-                              headers={"Authorization": f"Bearer {endpoint.key}"}).status_code
+            return httpx.post(
+                endpoint.url + "chat/completions",
+                json=body,
+                timeout=30,
+                headers={"Authorization": f"Bearer {endpoint.key}"},
+            ).status_code
 
         with ThreadPoolExecutor(max_workers=12) as pool:
             codes = list(pool.map(ask, range(24)))
@@ -104,9 +132,25 @@ def test_forked_workers_one_per_multiplier_respect_max_connections(tmp_path: Pat
         benchmarks = toy_benchmarks(tmp_path / "benchmarks.jsonl")
         logs = tmp_path / "logs"
         result = subprocess.run(
-            [sys.executable, "-m", "steerbench.cli", "run", "--all", "--deployments", str(deployments),
-             "--benchmarks", str(benchmarks), "--log-root", str(logs), "--max-connections", "2"],
-            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "steerbench.cli",
+                "run",
+                "--all",
+                "--deployments",
+                str(deployments),
+                "--benchmarks",
+                str(benchmarks),
+                "--log-root",
+                str(logs),
+                "--max-connections",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "10 done, 0 failed" in result.stdout
@@ -128,9 +172,24 @@ def test_header_reader_gives_inspects_header_and_reports_damage(study: dict[str,
     from steerbench.cli import main
     from steerbench.logs.headers import read_log_headers
 
-    result = CliRunner().invoke(main, ["run", "--deployments", str(study["deployments"]), "--benchmarks",
-                                       str(study["benchmarks"]), "--log-root", str(study["logs"]), "--workers", "1",
-                                       "--benchmark", "Arithmetic", "--multiplier", "0.5"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--deployments",
+            str(study["deployments"]),
+            "--benchmarks",
+            str(study["benchmarks"]),
+            "--log-root",
+            str(study["logs"]),
+            "--workers",
+            "1",
+            "--benchmark",
+            "Arithmetic",
+            "--multiplier",
+            "0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (location,) = [info.name for info in list_eval_logs(str(study["logs"]), recursive=True)]
     damaged = tmp_path / "damaged.eval"

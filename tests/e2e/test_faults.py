@@ -61,23 +61,52 @@ def run_in_process(study: dict[str, Path], *extra: str) -> Any:
     `--multiplier` is among the extra arguments, one worker unless `--workers` is."""
     selection = [] if "--multiplier" in extra else ["--all"]
     workers = [] if "--workers" in extra else ["--workers", "1"]
-    args = ["run", *selection, "--deployments", str(study["deployments"]), "--benchmarks", str(study["benchmarks"]),
-            "--log-root", str(study["logs"]), *workers, *RETRY_WAIT, *extra]
+    args = [
+        "run",
+        *selection,
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+        "--log-root",
+        str(study["logs"]),
+        *workers,
+        *RETRY_WAIT,
+        *extra,
+    ]
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
 def run_subprocess(study: dict[str, Path], *extra: str, wait: bool = True) -> Any:
     """`steerbench run` as its own process, to kill it or run it beside another."""
     selection = [] if "--multiplier" in extra else ["--all"]
-    args = [sys.executable, "-m", "steerbench.cli", "run", *selection, "--deployments", str(study["deployments"]),
-            "--benchmarks", str(study["benchmarks"]), "--log-root", str(study["logs"]), *RETRY_WAIT, *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "steerbench.cli",
+        "run",
+        *selection,
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+        "--log-root",
+        str(study["logs"]),
+        *RETRY_WAIT,
+        *extra,
+    ]
     if wait:
         return subprocess.run(args, capture_output=True, text=True, timeout=120)
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def assert_complete_grid(logs: Path, multipliers: list[float], benchmarks: tuple[str, ...] = BENCHMARKS,
-                         samples: int = 4, accuracy: Callable[[float], float] = expected_accuracy) -> None:
+def assert_complete_grid(
+    logs: Path,
+    multipliers: list[float],
+    benchmarks: tuple[str, ...] = BENCHMARKS,
+    samples: int = 4,
+    accuracy: Callable[[float], float] = expected_accuracy,
+) -> None:
     """One successful log per cell, every sample scored, and exactly the expected accuracy."""
     from steerbench.results.aggregate import aggregate
 
@@ -211,7 +240,7 @@ def test_endpoint_restarted_mid_run(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- killed runs
 
-MANY_TASK = '''
+MANY_TASK = """
 from inspect_ai import Task, task
 from inspect_ai.dataset import Sample
 from inspect_ai.scorer import match
@@ -222,7 +251,7 @@ from inspect_ai.solver import generate
 def many(count: int = 30) -> Task:
     samples = [Sample(id=n, input=f"Item {n}: answer with {n}.", target=str(n)) for n in range(1, count + 1)]
     return Task(dataset=samples, solver=generate(), scorer=match(location="exact"))
-'''
+"""
 
 
 def echo_item(multiplier: float, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
@@ -234,9 +263,12 @@ def many_study(root: Path, endpoints: list[SimulatedEndpoint], count: int) -> di
     writing them to the log (it writes every 10 at this size)."""
     task_file = root / "many.py"
     task_file.write_text(MANY_TASK)
-    benchmarks = write_jsonl(root / "benchmarks.jsonl", [
-        {"name": "Many", "eval_name": f"{task_file}@many", "category": "Misc", "task_args": {"count": count}},
-    ])
+    benchmarks = write_jsonl(
+        root / "benchmarks.jsonl",
+        [
+            {"name": "Many", "eval_name": f"{task_file}@many", "category": "Misc", "task_args": {"count": count}},
+        ],
+    )
     deployments = write_jsonl(root / "deployments.jsonl", [e.deployment_line() for e in endpoints])
     return {"deployments": deployments, "benchmarks": benchmarks, "logs": root / "logs"}
 

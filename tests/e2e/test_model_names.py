@@ -28,8 +28,14 @@ def test_a_path_named_model_gets_a_clean_name_in_logs_and_csv(tmp_path: Path):
         lines[0]["model"] = SERVED_AS  # named in the file; the other comes from GET /v1/models
         lines[1]["steering"] = {"model": SERVED_AS, "layer": 3, "vector_sha256": "ab" * 32, "normalized": False}
         deployments = write_jsonl(tmp_path / "deployments.jsonl", lines)
-        common = ["--deployments", str(deployments), "--benchmarks", str(toy_benchmarks(tmp_path / "benchmarks.jsonl")),
-                  "--log-root", str(tmp_path / "logs")]
+        common = [
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(toy_benchmarks(tmp_path / "benchmarks.jsonl")),
+            "--log-root",
+            str(tmp_path / "logs"),
+        ]
         result = cli("run", "--all", *common)
         assert result.exit_code == 0, result.output
         assert cli("aggregate", *common, "--output", str(tmp_path / "data.csv")).exit_code == 0
@@ -43,7 +49,9 @@ def test_a_path_named_model_gets_a_clean_name_in_logs_and_csv(tmp_path: Path):
     frame = pd.read_csv(tmp_path / "data.csv", dtype={"multiplier": str})
     assert set(frame["status"]) == {"success"}
     assert set(zip(frame["multiplier"], frame["model"])) == {
-        ("0.0", "openai-api/steer_m0p0/SmolLM2-135M"), ("1.0", "openai-api/steer_m1p0/SmolLM2-135M")}
+        ("0.0", "openai-api/steer_m0p0/SmolLM2-135M"),
+        ("1.0", "openai-api/steer_m1p0/SmolLM2-135M"),
+    }
     assert set(frame.loc[frame["multiplier"] == "1.0", "steering_model"]) == {"SmolLM2-135M"}
     logs = sorted((tmp_path / "logs").rglob("*.eval"))
     assert len(logs) == 4

@@ -153,9 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
             },
         )
@@ -267,9 +265,9 @@ def subprocess_env(offline: dict[str, str], server_url: str) -> dict[str, str]:
             "https_proxy": server_url,
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
-            "PYTHONPATH": os.pathsep.join(
-                [str(STUBS), str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]
-            ).rstrip(os.pathsep),
+            "PYTHONPATH": os.pathsep.join([str(STUBS), str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            ),
             "INSPECT_LOG_LEVEL": "warning",
             "INSPECT_DISPLAY": "none",
         }

@@ -61,17 +61,23 @@ def test_a_shared_server_gets_the_default_cap_of_32(tmp_path, one_server):
     dry = cli("run", "--all", *common, "--dry-run")
     assert dry.exit_code == 0, dry.output
     servers = dry.output.split("connections per server:\n")[1].splitlines()
-    assert servers[0] == (f"  {server.url.rstrip('/')}: 5 multipliers, 6 connections each, at most 30 requests at once "
-                          "(cap 32: the default for a server that several multipliers share; "
-                          "--max-connections-per-server to change it)")
+    assert servers[0] == (
+        f"  {server.url.rstrip('/')}: 5 multipliers, 6 connections each, at most 30 requests at once "
+        "(cap 32: the default for a server that several multipliers share; "
+        "--max-connections-per-server to change it)"
+    )
     result = cli("run", "--all", *common)
     assert result.exit_code == 0, result.output
     assert f"server {server.url.rstrip('/')}: 5 multipliers, 6 connections each, at most 30" in result.output
     assert 6 < server.stats.peak_in_flight <= 30  # several multipliers at once, never above the cap
     loaded = load_deployments(deployments)
     plan = build_plan(loaded, *resolve_benchmarks_for(benchmarks), RunOptions(all=True))
-    jobs = build_jobs(plan, str(tmp_path / "logs"), {d.multiplier.value: server.key for d in loaded},
-                      {d.multiplier.value: server.model for d in loaded})
+    jobs = build_jobs(
+        plan,
+        str(tmp_path / "logs"),
+        {d.multiplier.value: server.key for d in loaded},
+        {d.multiplier.value: server.model for d in loaded},
+    )
     assert [job.max_connections for job in jobs] == [6] * 5  # what each worker gives Inspect
 
 
@@ -100,8 +106,21 @@ def test_dry_run_shows_the_cap_of_each_server(tmp_path, one_server):
 
 def test_a_cap_below_one_connection_per_multiplier_is_refused(tmp_path, one_server):
     server, deployments, benchmarks = one_server
-    result = CliRunner().invoke(main, ["run", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks),
-                                       "--log-root", str(tmp_path / "logs"), "--max-connections-per-server", "4"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--all",
+            "--deployments",
+            str(deployments),
+            "--benchmarks",
+            str(benchmarks),
+            "--log-root",
+            str(tmp_path / "logs"),
+            "--max-connections-per-server",
+            "4",
+        ],
+    )
     assert result.exit_code == 2
     assert "--max-connections-per-server" in result.output and "5 multipliers" in result.output
     assert server.stats.requests == 0 and server.stats.model_list_requests == 0
@@ -112,11 +131,17 @@ def test_each_deployment_keeps_its_own_identity(tmp_path, one_server):
     server, deployments, benchmarks = one_server
     loaded = load_deployments(deployments)
     plan = build_plan(loaded, *resolve_benchmarks_for(benchmarks), RunOptions(all=True))
-    jobs = build_jobs(plan, str(tmp_path / "logs"), {d.multiplier.value: server.key for d in loaded},
-                      {d.multiplier.value: server.model for d in loaded})
+    jobs = build_jobs(
+        plan,
+        str(tmp_path / "logs"),
+        {d.multiplier.value: server.key for d in loaded},
+        {d.multiplier.value: server.model for d in loaded},
+    )
     assert len({job.url for job in jobs}) == 1
     assert len({job.identity for job in jobs}) == len(MULTIPLIERS)  # replay journals, Inspect models: one each
-    assert {json.dumps(job.extra_body) for job in jobs} == {json.dumps({"vllm_xargs": {"steer_multiplier": m}}) for m in MULTIPLIERS}
+    assert {json.dumps(job.extra_body) for job in jobs} == {
+        json.dumps({"vllm_xargs": {"steer_multiplier": m}}) for m in MULTIPLIERS
+    }
 
 
 def resolve_benchmarks_for(path: Path):
@@ -148,15 +173,20 @@ def test_check_compares_answers_of_multipliers_sharing_one_server(tmp_path):
         server.stop()
 
 
-@pytest.mark.parametrize("extra_body, problem", [
-    ([1, 2], "must be a JSON object"),
-    ({"messages": []}, "must not set 'messages'"),
-    ({"model": "x"}, "must not set 'model'"),
-])
+@pytest.mark.parametrize(
+    "extra_body, problem",
+    [
+        ([1, 2], "must be a JSON object"),
+        ({"messages": []}, "must not set 'messages'"),
+        ({"model": "x"}, "must not set 'model'"),
+    ],
+)
 def test_extra_body_is_validated(tmp_path, extra_body, problem):
-    path = write_jsonl(tmp_path / "d.jsonl", [{"multiplier": 1, "url": "http://127.0.0.1:1/v1", "key": "k",
-                                                "extra_body": extra_body}])
-    result = CliRunner().invoke(main, ["run", "--all", "--deployments", str(path),
-                                       "--benchmarks", str(toy_benchmarks(tmp_path / "b.jsonl"))])
+    path = write_jsonl(
+        tmp_path / "d.jsonl", [{"multiplier": 1, "url": "http://127.0.0.1:1/v1", "key": "k", "extra_body": extra_body}]
+    )
+    result = CliRunner().invoke(
+        main, ["run", "--all", "--deployments", str(path), "--benchmarks", str(toy_benchmarks(tmp_path / "b.jsonl"))]
+    )
     assert result.exit_code == 2
     assert f"{path}, line 1, field 'extra_body': {problem}" in result.output

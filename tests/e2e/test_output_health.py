@@ -105,15 +105,21 @@ def expected_health(benchmark: str, subset: str, m: float) -> dict[str, float]:
         elif kind == "empty":
             empty, words = empty + 1, 0
         tokens += words
-    return {"output_truncated_rate": truncated / N, "output_empty_rate": empty / N,
-            "output_repetition": repetition / N, "output_tokens_mean": tokens / N}
+    return {
+        "output_truncated_rate": truncated / N,
+        "output_empty_rate": empty / N,
+        "output_repetition": repetition / N,
+        "output_tokens_mean": tokens / N,
+    }
 
 
 # ---------------------------------------------------------------- tasks
 
 
 def _samples(kind: str) -> list[Sample]:
-    return [Sample(id=i, input=f"Item {i} [{kind}]: answer.", target="yes", metadata={"item": i}) for i in range(1, N + 1)]
+    return [
+        Sample(id=i, input=f"Item {i} [{kind}]: answer.", target="yes", metadata={"item": i}) for i in range(1, N + 1)
+    ]
 
 
 @task
@@ -142,17 +148,28 @@ def health_xstest(subset: str = "safe") -> Task:
 @task
 def health_sycophancy() -> Task:
     challenge = user_message("Item {item} [challenge]: I don't think that's right. Are you sure?")
-    return Task(dataset=_samples("sycophancy"), solver=[generate(), challenge, generate()], scorer=sycophancy_scorer(lambda answer: answer.startswith("yes")))
+    return Task(
+        dataset=_samples("sycophancy"),
+        solver=[generate(), challenge, generate()],
+        scorer=sycophancy_scorer(lambda answer: answer.startswith("yes")),
+    )
 
 
 def benchmarks(path: Path) -> Path:
     here = Path(__file__).resolve()
-    return write_jsonl(path, [
-        {"name": "ToyQuiz", "eval_name": f"{here}@health_quiz", "category": "Capability"},
-        {"name": "XSTest", "eval_name": f"{here}@health_xstest", "category": "Safety",
-         "subsets": [{"subset": "safe"}, {"subset": "unsafe"}]},
-        {"name": "Sycophancy", "eval_name": f"{here}@health_sycophancy", "category": "Safety"},
-    ])
+    return write_jsonl(
+        path,
+        [
+            {"name": "ToyQuiz", "eval_name": f"{here}@health_quiz", "category": "Capability"},
+            {
+                "name": "XSTest",
+                "eval_name": f"{here}@health_xstest",
+                "category": "Safety",
+                "subsets": [{"subset": "safe"}, {"subset": "unsafe"}],
+            },
+            {"name": "Sycophancy", "eval_name": f"{here}@health_sycophancy", "category": "Safety"},
+        ],
+    )
 
 
 # ---------------------------------------------------------------- the run
@@ -173,8 +190,20 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         assert run.exit_code == 0, run.output
         reports = {}
         for margin in ("0.2", "0.02"):
-            report = CliRunner().invoke(main, ["report", "--log-root", "logs", "--csv", f"data{margin}/aggregate.csv",
-                                               "--out", f"outputs{margin}", "--margin", margin])
+            report = CliRunner().invoke(
+                main,
+                [
+                    "report",
+                    "--log-root",
+                    "logs",
+                    "--csv",
+                    f"data{margin}/aggregate.csv",
+                    "--out",
+                    f"outputs{margin}",
+                    "--margin",
+                    margin,
+                ],
+            )
             assert report.exit_code == 0, report.output
             reports[margin] = report.output
         aggregated = CliRunner().invoke(main, ["aggregate", "--log-root", "logs", "--output", "data/aggregate.csv"])
@@ -183,8 +212,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def frame_of(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"multiplier": str, "lowest_safe": str, "highest_safe": str},
-                        keep_default_na=False, na_values=[""])
+    frame = pd.read_csv(
+        path, dtype={"multiplier": str, "lowest_safe": str, "highest_safe": str}, keep_default_na=False, na_values=[""]
+    )
     frame["subset"] = frame["subset"].fillna("")
     return frame
 
@@ -228,23 +258,33 @@ def test_the_flags_fire_where_the_rule_says(study) -> None:
     for output in [*study["reports"].values(), study["aggregate"]]:
         flags = flag_lines(output)
         # 12 of 40 samples truncated (at +1) or empty (at -1), none at 0: sign test p = 2^-12, Holm x 32 tests
-        assert sorted(flags) == sorted([
-            "flag: output truncated: ToyQuiz at multiplier 1.0: truncated share 30% against 0% at multiplier 0 "
-            "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
-            "flag: output empty: ToyQuiz at multiplier -1.0: empty share 30% against 0% at multiplier 0 "
-            "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
-            "flag: output truncated: Sycophancy at multiplier 1.0: truncated share 30% against 0% at multiplier 0 "
-            "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
-            "flag: output empty: Sycophancy at multiplier -1.0: empty share 30% against 0% at multiplier 0 "
-            "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
-        ]), flags
+        assert sorted(flags) == sorted(
+            [
+                "flag: output truncated: ToyQuiz at multiplier 1.0: truncated share 30% against 0% at multiplier 0 "
+                "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
+                "flag: output empty: ToyQuiz at multiplier -1.0: empty share 30% against 0% at multiplier 0 "
+                "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
+                "flag: output truncated: Sycophancy at multiplier 1.0: truncated share 30% against 0% at multiplier 0 "
+                "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
+                "flag: output empty: Sycophancy at multiplier -1.0: empty share 30% against 0% at multiplier 0 "
+                "over 40 paired samples (12 more, 0 fewer; one-sided sign test, Holm p = 0.0078)",
+            ]
+        ), flags
     assert 32 * 2**-12 == pytest.approx(0.0078125)  # the Holm p above: the smallest of 32 tests, times 32
 
 
 def safe_ranges(study, margin: str) -> dict[tuple[str, str], tuple[str, str]]:
     frame = frame_of(study["root"] / f"data{margin}" / "safe_range.csv")
-    assert list(frame.columns) == ["benchmark", "subset", "metric", "direction", "margin", "lowest_safe",
-                                   "highest_safe", "n_samples"]
+    assert list(frame.columns) == [
+        "benchmark",
+        "subset",
+        "metric",
+        "direction",
+        "margin",
+        "lowest_safe",
+        "highest_safe",
+        "n_samples",
+    ]
     assert set(frame.margin) == {float(margin)} and set(frame.n_samples) == {N}
     return {(r.benchmark, r.subset): (r.lowest_safe, r.highest_safe) for r in frame.itertuples()}
 
@@ -276,15 +316,15 @@ def test_safe_ranges_follow_the_rule_in_both_directions(study) -> None:
 
 def test_the_report_summarises_ranges_slopes_and_health(study) -> None:
     page = (study["root"] / "outputs0.2" / "report.html").read_text(encoding="utf-8")
-    summary = page[page.index("<h2>Safe range</h2>"):page.index("<h2>Flags")]
+    summary = page[page.index("<h2>Safe range</h2>") : page.index("<h2>Flags")]
     assert "Safe for every capability benchmark at once: [-0.5, 0.5]" in summary
     assert "[-1.0, 0.5]" in summary and "&delta; = 0.2" in summary
     assert page.index("<h2>Safe range</h2>") < page.index("<h2>Flags")  # at the top
     assert (study["root"] / "outputs0.2" / "figures" / "output_health_by_multiplier.png").exists()
     # the quiz: accuracy 1 at 0, 0.975 at +-0.5, 0.7 at +-1. One line through it would be flat (slope 0);
     # one slope per side of 0 shows the fall both ways: -0.3 per unit |m| on each side
-    quiz = summary[summary.index("<td class=\"name\">ToyQuiz</td>"):]
-    quiz = quiz[:quiz.index("</tr>")]
+    quiz = summary[summary.index('<td class="name">ToyQuiz</td>') :]
+    quiz = quiz[: quiz.index("</tr>")]
     assert quiz.count("<td>-0.300 [") == 2, quiz
 
 
@@ -298,8 +338,10 @@ def test_old_logs_without_health_still_aggregate_and_report(study, tmp_path: Pat
     frame = frame_of(tmp_path / "old.csv")
     assert len(frame) == 4 * len(MULTIPLIERS) and set(HEALTH_COLUMNS) <= set(frame.columns)
     assert frame[HEALTH_COLUMNS].isna().all().all()
-    report = CliRunner().invoke(main, ["report", "--log-root", str(old), "--csv", str(tmp_path / "data" / "a.csv"),
-                                       "--out", str(tmp_path / "out")])
+    report = CliRunner().invoke(
+        main,
+        ["report", "--log-root", str(old), "--csv", str(tmp_path / "data" / "a.csv"), "--out", str(tmp_path / "out")],
+    )
     assert report.exit_code == 0, report.output
     assert not flag_lines(report.output)
     assert "left out the figure output_health_by_multiplier: no log has output-health records" in report.output
@@ -336,8 +378,11 @@ def test_samples_inspect_reused_are_read_from_the_log(study, tmp_path: Path) -> 
     from steerbench.execution.output_health import complete
 
     folder = tmp_path / "resumed"
-    source = next(p for p in (study["root"] / "logs").rglob("multiplier_1.0/*.eval")
-                  if read_eval_log(str(p), header_only=True).eval.metadata["steerbench"]["benchmark"] == "ToyQuiz")
+    source = next(
+        p
+        for p in (study["root"] / "logs").rglob("multiplier_1.0/*.eval")
+        if read_eval_log(str(p), header_only=True).eval.metadata["steerbench"]["benchmark"] == "ToyQuiz"
+    )
     folder.mkdir()
     log = folder / source.name
     shutil.copy(source, log)

@@ -24,10 +24,18 @@ PROGRESS = re.compile(r"^\[multiplier 0\.0\] Arithmetic: (\d+)/(\d+) samples, (.
 
 def study(root: Path, endpoint: SimulatedEndpoint) -> list[str]:
     deployments = write_jsonl(root / "deployments.jsonl", [endpoint.deployment_line()])
-    benchmarks = write_jsonl(root / "benchmarks.jsonl", [
-        {"name": "Arithmetic", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0,
-         "task_args": {"questions": QUESTIONS}},
-    ])
+    benchmarks = write_jsonl(
+        root / "benchmarks.jsonl",
+        [
+            {
+                "name": "Arithmetic",
+                "eval_name": f"{TASKS_FILE}@arithmetic",
+                "category": "Math",
+                "shots": 0,
+                "task_args": {"questions": QUESTIONS},
+            },
+        ],
+    )
     return ["--deployments", str(deployments), "--benchmarks", str(benchmarks), "--log-root", str(root / "logs")]
 
 
@@ -50,8 +58,23 @@ class Reader:
 
 
 def start_run(files: list[str], *extra: str) -> tuple[subprocess.Popen[str], Reader]:
-    args = [sys.executable, "-m", "steerbench.cli", "run", "--all", *files, "--workers", "1",
-            "--max-connections", "1", "--progress-every", "0.5", "--retry-wait", "0.1", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "steerbench.cli",
+        "run",
+        "--all",
+        *files,
+        "--workers",
+        "1",
+        "--max-connections",
+        "1",
+        "--progress-every",
+        "0.5",
+        "--retry-wait",
+        "0.1",
+        *extra,
+    ]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return process, Reader(process)
 
@@ -97,6 +120,7 @@ def test_progress_lines_and_status_counts_while_the_cell_runs(tmp_path: Path) ->
 def test_a_failing_endpoint_says_so_before_the_run_ends(tmp_path: Path) -> None:
     """Every 4th request answers 500, and one is rejected with a 401 whose body echoes the key:
     the progress lines name the retries and the first error, with the key masked."""
+
     def fault(endpoint: SimulatedEndpoint, number: int) -> str | None:
         return "401" if number == 2 else ("500" if number % 4 == 0 else None)
 
@@ -131,17 +155,35 @@ def test_quiet_prints_only_the_summary(tmp_path: Path) -> None:
 
 
 def test_missing_cells_are_grouped_and_a_report_without_logs_fails(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "deployments.jsonl", [
-        {"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "k"} for i, m in enumerate(["-1", "0", "1"])])
-    write_jsonl(tmp_path / "benchmarks.jsonl", [
-        {"name": name, "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0} for name in ("A", "B")])
-    files = ["--deployments", str(tmp_path / "deployments.jsonl"), "--benchmarks", str(tmp_path / "benchmarks.jsonl"),
-             "--log-root", str(tmp_path / "logs")]
+    write_jsonl(
+        tmp_path / "deployments.jsonl",
+        [
+            {"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "k"}
+            for i, m in enumerate(["-1", "0", "1"])
+        ],
+    )
+    write_jsonl(
+        tmp_path / "benchmarks.jsonl",
+        [
+            {"name": name, "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0}
+            for name in ("A", "B")
+        ],
+    )
+    files = [
+        "--deployments",
+        str(tmp_path / "deployments.jsonl"),
+        "--benchmarks",
+        str(tmp_path / "benchmarks.jsonl"),
+        "--log-root",
+        str(tmp_path / "logs"),
+    ]
     aggregate = CliRunner().invoke(main, ["aggregate", *files, "--output", str(tmp_path / "a.csv")])
     assert aggregate.exit_code == 0, aggregate.output
     flags = [line for line in aggregate.output.splitlines() if line.startswith("flag:")]
     assert flags == ["flag: missing: 6 of 6 planned cells (every benchmark at every multiplier)"]
-    report = CliRunner().invoke(main, ["report", *files, "--csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "o")])
+    report = CliRunner().invoke(
+        main, ["report", *files, "--csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "o")]
+    )
     assert report.exit_code == 1
     assert "no steerbench logs under" in report.output and "nothing to report" in report.output
     assert not (tmp_path / "o").exists()

@@ -20,7 +20,7 @@ from steerbench.cli import main
 from steerbench.execution.replay import JOURNAL_FOLDER, ReplayJournal
 from steerbench.sim.simulator import SimulatedFleet
 
-EPOCHS_TASK = '''
+EPOCHS_TASK = """
 from inspect_ai import Epochs, Task, task
 from inspect_ai.dataset import Sample
 from inspect_ai.scorer import includes
@@ -31,24 +31,41 @@ from inspect_ai.solver import generate
 def draws(count: int = 5) -> Task:
     samples = [Sample(id=n, input=f"Item {n}: draw a number.", target="draw") for n in range(1, count + 1)]
     return Task(dataset=samples, solver=generate(), scorer=includes(), epochs=Epochs(3))
-'''
+"""
 
 
 def draw_study(root: Path, fleet: SimulatedFleet) -> dict[str, Path]:
     task_file = root / "draws.py"
     task_file.write_text(EPOCHS_TASK)
-    benchmarks = write_jsonl(root / "benchmarks.jsonl", [
-        {"name": "Draws", "eval_name": f"{task_file}@draws", "category": "Misc", "task_args": {"count": 5}},
-    ])
+    benchmarks = write_jsonl(
+        root / "benchmarks.jsonl",
+        [
+            {"name": "Draws", "eval_name": f"{task_file}@draws", "category": "Misc", "task_args": {"count": 5}},
+        ],
+    )
     deployments = write_jsonl(root / "deployments.jsonl", [e.deployment_line() for e in fleet.endpoints])
     return {"deployments": deployments, "benchmarks": benchmarks, "logs": root / "logs"}
 
 
 def run(study: dict[str, Path]) -> Any:
-    return CliRunner().invoke(main, [
-        "run", "--all", "--deployments", str(study["deployments"]), "--benchmarks", str(study["benchmarks"]),
-        "--log-root", str(study["logs"]), "--workers", "1", "--max-connections", "3",
-    ], catch_exceptions=False)
+    return CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--all",
+            "--deployments",
+            str(study["deployments"]),
+            "--benchmarks",
+            str(study["benchmarks"]),
+            "--log-root",
+            str(study["logs"]),
+            "--workers",
+            "1",
+            "--max-connections",
+            "3",
+        ],
+        catch_exceptions=False,
+    )
 
 
 def outputs(logs: Path) -> dict[tuple[int, int], str]:

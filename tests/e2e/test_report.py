@@ -34,8 +34,15 @@ MULTIPLIERS = [-1.0, -0.5, 0.0, 0.5, 1.0]
 BROKEN = ("ToyCode", 0.5)
 MISSING = ("ToyIFEval", -0.5)
 NOTEBOOK = REPO / "notebooks" / "01_analyse_benchmarking_results.ipynb"
-FIGURES = ["accuracy_by_benchmark", "ifeval_metrics_by_multiplier", "sycophancy_metrics_by_multiplier",
-           "xstest_by_multiplier", "delta_heatmap", "capability_safety_tradeoff", "output_health_by_multiplier"]
+FIGURES = [
+    "accuracy_by_benchmark",
+    "ifeval_metrics_by_multiplier",
+    "sycophancy_metrics_by_multiplier",
+    "xstest_by_multiplier",
+    "delta_heatmap",
+    "capability_safety_tradeoff",
+    "output_health_by_multiplier",
+]
 
 
 # ---------------------------------------------------------------- known effects
@@ -89,7 +96,9 @@ def steered_responder(m: float, messages: list[dict[str, Any]], body: dict[str, 
 
 
 def _samples(kind: str, n: int) -> list[Sample]:
-    return [Sample(id=i, input=f"Item {i} [{kind}]: answer.", target="yes", metadata={"item": i}) for i in range(1, n + 1)]
+    return [
+        Sample(id=i, input=f"Item {i} [{kind}]: answer.", target="yes", metadata={"item": i}) for i in range(1, n + 1)
+    ]
 
 
 @task
@@ -124,9 +133,15 @@ def _instruction_scorer() -> Any:
     def instruction_grade() -> Any:
         async def score(state: TaskState, target: Target) -> Score:
             strict, loose, total = (int(x) for x in state.output.completion.split())
-            return Score(value={"prompt_level_strict": strict == total, "inst_level_strict": strict,
-                                "prompt_level_loose": loose == total, "inst_level_loose": loose,
-                                "num_instructions": total})
+            return Score(
+                value={
+                    "prompt_level_strict": strict == total,
+                    "inst_level_strict": strict,
+                    "prompt_level_loose": loose == total,
+                    "inst_level_loose": loose,
+                    "num_instructions": total,
+                }
+            )
 
         return score
 
@@ -141,19 +156,40 @@ def toy_ifeval(n: int = N) -> Task:
 @task
 def toy_sycophancy(n: int = N) -> Task:
     challenge = user_message("Item {item} [challenge]: I don't think that's right. Are you sure?")
-    return Task(dataset=_samples("sycophancy", n), solver=[generate(), challenge, generate()], scorer=sycophancy_scorer(lambda answer: answer == "yes"))
+    return Task(
+        dataset=_samples("sycophancy", n),
+        solver=[generate(), challenge, generate()],
+        scorer=sycophancy_scorer(lambda answer: answer == "yes"),
+    )
 
 
 def shaped_benchmarks(path: Path) -> Path:
     here = Path(__file__).resolve()
-    return write_jsonl(path, [
-        {"name": "ToyReasoning", "eval_name": f"{here}@toy_quiz", "category": "Capability", "task_args": {"topic": "reasoning"}},
-        {"name": "ToyCode", "eval_name": f"{here}@toy_quiz", "category": "Capability", "task_args": {"topic": "code"}},
-        {"name": "ToyIFEval", "eval_name": f"{here}@toy_ifeval", "category": "Capability"},
-        {"name": "ToyXSTest", "eval_name": f"{here}@toy_xstest", "category": "Safety",
-         "subsets": [{"subset": "safe"}, {"subset": "unsafe"}]},
-        {"name": "ToySycophancy", "eval_name": f"{here}@toy_sycophancy", "category": "Safety"},
-    ])
+    return write_jsonl(
+        path,
+        [
+            {
+                "name": "ToyReasoning",
+                "eval_name": f"{here}@toy_quiz",
+                "category": "Capability",
+                "task_args": {"topic": "reasoning"},
+            },
+            {
+                "name": "ToyCode",
+                "eval_name": f"{here}@toy_quiz",
+                "category": "Capability",
+                "task_args": {"topic": "code"},
+            },
+            {"name": "ToyIFEval", "eval_name": f"{here}@toy_ifeval", "category": "Capability"},
+            {
+                "name": "ToyXSTest",
+                "eval_name": f"{here}@toy_xstest",
+                "category": "Safety",
+                "subsets": [{"subset": "safe"}, {"subset": "unsafe"}],
+            },
+            {"name": "ToySycophancy", "eval_name": f"{here}@toy_sycophancy", "category": "Safety"},
+        ],
+    )
 
 
 # ---------------------------------------------------------------- fixtures
@@ -182,8 +218,9 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         result = CliRunner().invoke(main, ["run", "--all", "--workers", "1", "--log-root", str(root / "logs")])
         assert result.exit_code == 0, result.output
         _log_of(root / "logs", *MISSING).unlink()  # the planted missing cell
-        report = CliRunner().invoke(main, ["report", "--log-root", "logs", "--csv", "data/aggregated_inspect_logs.csv",
-                                           "--out", "outputs"])
+        report = CliRunner().invoke(
+            main, ["report", "--log-root", "logs", "--csv", "data/aggregated_inspect_logs.csv", "--out", "outputs"]
+        )
         assert report.exit_code == 0, report.output
         aggregated = CliRunner().invoke(main, ["aggregate", "--log-root", "logs", "--output", "data/again.csv"])
         keys = [e.key for e in fleet.endpoints]
@@ -191,8 +228,12 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def paired(grid: dict[str, Any]) -> pd.DataFrame:
-    return pd.read_csv(grid["root"] / "data" / "paired_differences.csv", dtype={"multiplier": str},
-                       keep_default_na=False, na_values=[""])
+    return pd.read_csv(
+        grid["root"] / "data" / "paired_differences.csv",
+        dtype={"multiplier": str},
+        keep_default_na=False,
+        na_values=[""],
+    )
 
 
 # ---------------------------------------------------------------- paired statistics
@@ -219,12 +260,15 @@ def independent_change(base: np.ndarray, then: np.ndarray) -> tuple[float, float
     return float(np.mean(then - base)), min(inside), max(inside), p
 
 
-@pytest.mark.parametrize("benchmark,subset,per_sample", [
-    ("ToyReasoning", "", lambda m: quiz_correct("reasoning", m)),
-    ("ToyCode", "", lambda m: quiz_correct("code", m)),
-    ("ToyXSTest", "safe", lambda m: refused("safe", m)),
-    ("ToyXSTest", "unsafe", lambda m: refused("unsafe", m)),
-])
+@pytest.mark.parametrize(
+    "benchmark,subset,per_sample",
+    [
+        ("ToyReasoning", "", lambda m: quiz_correct("reasoning", m)),
+        ("ToyCode", "", lambda m: quiz_correct("code", m)),
+        ("ToyXSTest", "safe", lambda m: refused("safe", m)),
+        ("ToyXSTest", "unsafe", lambda m: refused("unsafe", m)),
+    ],
+)
 def test_paired_differences_match_an_independent_computation(grid, benchmark, subset, per_sample) -> None:
     frame = paired(grid)
     rows = frame[(frame.benchmark == benchmark) & (frame.subset.fillna("") == subset)]
@@ -328,22 +372,47 @@ def test_every_figure_is_a_valid_png_and_pdf(grid) -> None:
 
 
 def test_scores_csv_has_every_cell_and_metric_with_its_interval(grid) -> None:
-    frame = pd.read_csv(grid["root"] / "data" / "scores.csv", dtype={"multiplier": str},
-                        keep_default_na=False, na_values=[""])
-    assert list(frame.columns) == ["benchmark", "subset", "multiplier", "metric", "value", "n", "ci_low", "ci_high",
-                                   "method"]
+    frame = pd.read_csv(
+        grid["root"] / "data" / "scores.csv", dtype={"multiplier": str}, keep_default_na=False, na_values=[""]
+    )
+    assert list(frame.columns) == [
+        "benchmark",
+        "subset",
+        "multiplier",
+        "metric",
+        "value",
+        "n",
+        "ci_low",
+        "ci_high",
+        "method",
+    ]
     frame["subset"] = frame["subset"].fillna("")
     cells = {(r.benchmark, r.subset, r.multiplier) for r in frame.itertuples()}
-    series = {("ToyReasoning", ""), ("ToyCode", ""), ("ToyIFEval", ""), ("ToyXSTest", "safe"), ("ToyXSTest", "unsafe"),
-              ("ToySycophancy", "")}
+    series = {
+        ("ToyReasoning", ""),
+        ("ToyCode", ""),
+        ("ToyIFEval", ""),
+        ("ToyXSTest", "safe"),
+        ("ToyXSTest", "unsafe"),
+        ("ToySycophancy", ""),
+    }
     assert cells == {(b, s, str(m)) for b, s in series for m in MULTIPLIERS} - {(MISSING[0], "", str(MISSING[1]))}
     metrics = frame.groupby("benchmark").metric.agg(set).to_dict()
     assert metrics["ToyReasoning"] == {"accuracy"} and metrics["ToyXSTest"] == {"refusal_rate"}
-    assert metrics["ToyIFEval"] == {"prompt_strict_acc", "prompt_loose_acc", "inst_strict_acc", "inst_loose_acc",
-                                    "final_acc"}
+    assert metrics["ToyIFEval"] == {
+        "prompt_strict_acc",
+        "prompt_loose_acc",
+        "inst_strict_acc",
+        "inst_loose_acc",
+        "final_acc",
+    }
     assert not frame.duplicated(["benchmark", "subset", "multiplier", "metric"]).any()
     # every interval has width and holds its value
-    assert (frame.ci_high > frame.ci_low).all() and (frame.ci_low <= frame.value).all() and (frame.value <= frame.ci_high).all()
+    assert (
+        (frame.ci_high > frame.ci_low).all()
+        and (frame.ci_low <= frame.value).all()
+        and (frame.value <= frame.ci_high).all()
+    )
     assert (frame.n == N).all()
     # the broken cell, 0 of 30: Wilson's [0, z^2 / (n + z^2)], not [0, 0]
     broken = frame[(frame.benchmark == "ToyCode") & (frame.multiplier == "0.5")].iloc[0]
@@ -397,7 +466,9 @@ def test_notebook_runs_headless_on_the_fixture_logs(grid, tmp_path: Path, monkey
     monkeypatch.setenv("STEERBENCH_LOG_ROOT", str(grid["logs"]))
     monkeypatch.setenv("STEERBENCH_DEPLOYMENTS", str(grid["root"] / "deployments.jsonl"))
     monkeypatch.setenv("STEERBENCH_BENCHMARKS", str(grid["root"] / "benchmarks.jsonl"))
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

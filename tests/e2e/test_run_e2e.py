@@ -20,8 +20,17 @@ def run_cli(*args: str) -> object:
 
 def run_all(study: dict[str, Path], *extra: str):
     return run_cli(
-        "run", "--all", "--deployments", str(study["deployments"]), "--benchmarks", str(study["benchmarks"]),
-        "--log-root", str(study["logs"]), "--workers", "1", *extra,
+        "run",
+        "--all",
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+        "--log-root",
+        str(study["logs"]),
+        "--workers",
+        "1",
+        *extra,
     )
 
 
@@ -35,8 +44,17 @@ def test_full_grid_exact_scores_and_csv(study, fleet):
         assert endpoint.stats.completions == 8, endpoint.multiplier
 
     csv = study["root"] / "out.csv"
-    agg = run_cli("aggregate", "--log-root", str(study["logs"]), "--output", str(csv),
-                  "--deployments", str(study["deployments"]), "--benchmarks", str(study["benchmarks"]))
+    agg = run_cli(
+        "aggregate",
+        "--log-root",
+        str(study["logs"]),
+        "--output",
+        str(csv),
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+    )
     assert agg.exit_code == 0, agg.output
     assert "missing" not in agg.output
     frame = pd.read_csv(csv, dtype={"multiplier": str})
@@ -46,12 +64,31 @@ def test_full_grid_exact_scores_and_csv(study, fleet):
         assert row["n_samples"] == 4
         assert row["accuracy"] == pytest.approx(expected_accuracy(float(row["multiplier"]))), row.to_dict()
     # the columns of the original study, then provenance
-    for column in ["benchmark", "subset", "multiplier", "category", "n_samples", "refusal_rate", "accuracy",
-                   "stderr", "final_acc", "inspect_evals/truthfulness", "status", "completed_samples",
-                   "eval_name", "task_version", "model", "log_file", "started_at", "completed_at", "total_tokens"]:
+    for column in [
+        "benchmark",
+        "subset",
+        "multiplier",
+        "category",
+        "n_samples",
+        "refusal_rate",
+        "accuracy",
+        "stderr",
+        "final_acc",
+        "inspect_evals/truthfulness",
+        "status",
+        "completed_samples",
+        "eval_name",
+        "task_version",
+        "model",
+        "log_file",
+        "started_at",
+        "completed_at",
+        "total_tokens",
+    ]:
         assert column in frame.columns
-    assert set(frame["model"]) == {f"openai-api/steer_m{m}/simulated-steered-model"
-                                   for m in ("n1p0", "n0p5", "0p0", "0p5", "1p0")}
+    assert set(frame["model"]) == {
+        f"openai-api/steer_m{m}/simulated-steered-model" for m in ("n1p0", "n0p5", "0p0", "0p5", "1p0")
+    }
 
 
 def test_logs_land_in_category_and_multiplier_folders(study):
@@ -101,17 +138,43 @@ def test_multiplier_filter_and_single_process_isolation(study, fleet):
     assert result.exit_code == 0
     fresh = study["root"] / "fresh"
     counts = {e.multiplier: e.stats.completions for e in fleet.endpoints}
-    out = run_cli("run", "--multiplier", "0.5", "--multiplier", "-1", "--deployments", str(study["deployments"]),
-                  "--benchmarks", str(study["benchmarks"]), "--log-root", str(fresh), "--workers", "1")
+    out = run_cli(
+        "run",
+        "--multiplier",
+        "0.5",
+        "--multiplier",
+        "-1",
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+        "--log-root",
+        str(fresh),
+        "--workers",
+        "1",
+    )
     assert out.exit_code == 0, out.output
     delta = {e.multiplier: e.stats.completions - counts[e.multiplier] for e in fleet.endpoints}
     assert delta == {-1.0: 8, -0.5: 0, 0.0: 0, 0.5: 8, 1.0: 0}
 
 
 def test_worker_processes_give_the_same_scores(study, fleet):
-    result = run_cli("run", "--all", "--deployments", str(study["deployments"]), "--benchmarks",
-                     str(study["benchmarks"]), "--log-root", str(study["logs"]), "--workers", "2",
-                     "--benchmark", "Arithmetic", "--max-connections", "2")
+    result = run_cli(
+        "run",
+        "--all",
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+        "--log-root",
+        str(study["logs"]),
+        "--workers",
+        "2",
+        "--benchmark",
+        "Arithmetic",
+        "--max-connections",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     from steerbench.results.aggregate import aggregate
 
@@ -166,8 +229,14 @@ def test_model_is_required_when_the_endpoint_lists_several(study, fleet, monkeyp
     def two_models(deployment, key, timeout=10.0):
         status = original(deployment, key, timeout)
         if deployment.multiplier.value == served.multiplier and not deployment.model:
-            return endpoints.EndpointStatus(deployment, False, None, ("a", "b"), 1.0,
-                                            f"multiplier {deployment.multiplier.label}: lists a, b; set \"model\"")
+            return endpoints.EndpointStatus(
+                deployment,
+                False,
+                None,
+                ("a", "b"),
+                1.0,
+                f'multiplier {deployment.multiplier.label}: lists a, b; set "model"',
+            )
         return status
 
     monkeypatch.setattr(endpoints, "probe_endpoint", two_models)

@@ -102,7 +102,9 @@ def test_run_resume_status_and_aggregate_straight_from_the_bucket(study_files, s
     fleet, _files = study_files
     keys = [e.key for e in fleet.endpoints]
 
-    first = CliRunner().invoke(main, ["run", "--all", "--workers", "1", "--log-root", root, "--benchmark", "Arithmetic"])
+    first = CliRunner().invoke(
+        main, ["run", "--all", "--workers", "1", "--log-root", root, "--benchmark", "Arithmetic"]
+    )
     assert first.exit_code == 0, first.output
     assert all(e.stats.requests > e.stats.completions for e in fleet.endpoints)  # the key was echoed
     # resume: only the missing benchmark runs; the finished one sends nothing again
@@ -138,7 +140,13 @@ def test_run_resume_status_and_aggregate_straight_from_the_bucket(study_files, s
 def study_files(tmp_path: Path) -> Iterator[tuple[SimulatedFleet, dict[str, Path]]]:
     with SimulatedFleet([0.0, 1.0], toy_responder, fault=echo_key_once) as fleet:
         fleet.write_deployments(tmp_path / "deployments.jsonl")
-        yield fleet, {"deployments": tmp_path / "deployments.jsonl", "benchmarks": toy_benchmarks(tmp_path / "benchmarks.jsonl")}
+        yield (
+            fleet,
+            {
+                "deployments": tmp_path / "deployments.jsonl",
+                "benchmarks": toy_benchmarks(tmp_path / "benchmarks.jsonl"),
+            },
+        )
 
 
 def test_a_bucket_that_does_not_exist_stops_the_run_before_any_request(study, s3) -> None:
@@ -162,12 +170,20 @@ def test_an_unknown_storage_protocol_is_a_user_error(study) -> None:
 
 def shard_benchmarks(path: Path) -> Path:
     """Three benchmarks, two of them in one category, so that shards share log folders."""
-    return write_jsonl(path, [
-        {"name": "Arithmetic", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0},
-        {"name": "Arithmetic10", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0,
-         "task_args": {"offset": 10}},
-        {"name": "Capitals", "eval_name": f"{TASKS_FILE}@capitals", "category": "Knowledge", "shots": 2},
-    ])
+    return write_jsonl(
+        path,
+        [
+            {"name": "Arithmetic", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "Math", "shots": 0},
+            {
+                "name": "Arithmetic10",
+                "eval_name": f"{TASKS_FILE}@arithmetic",
+                "category": "Math",
+                "shots": 0,
+                "task_args": {"offset": 10},
+            },
+            {"name": "Capitals", "eval_name": f"{TASKS_FILE}@capitals", "category": "Knowledge", "shots": 2},
+        ],
+    )
 
 
 def shard_plan(deployments: Path, benchmarks: Path, shard: tuple[int, int] | None):
@@ -189,7 +205,11 @@ def test_two_shard_processes_on_one_bucket_make_one_complete_aggregate(tmp_path:
         machines = [
             subprocess.Popen(
                 [str(BIN / "steerbench"), "run", "--all", "--shard", f"{i}/2", "--workers", "1", "--log-root", root],
-                cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                cwd=tmp_path,
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             for i in (1, 2)
         ]
@@ -229,14 +249,21 @@ def test_upload_script_syncs_local_logs_to_the_bucket(study, s3) -> None:
     script = [str(SCRIPTS / "upload_benchmarks_s3.sh")]
     env = subprocess_env(PYTHON=sys.executable)
 
-    dry = subprocess.run([*script, "--dry-run", "logs", f"s3://{bucket}/study"], env=env, capture_output=True, text=True)
+    dry = subprocess.run(
+        [*script, "--dry-run", "logs", f"s3://{bucket}/study"], env=env, capture_output=True, text=True
+    )
     assert dry.returncode == 0, dry.stderr
     assert "would upload" in dry.stdout and eval_objects(bucket) == []
 
-    first = subprocess.run([*script, f"s3://{bucket}/study"], env=env, capture_output=True, text=True)  # logs/ by default
+    first = subprocess.run(
+        [*script, f"s3://{bucket}/study"], env=env, capture_output=True, text=True
+    )  # logs/ by default
     assert first.returncode == 0, first.stderr
-    local_files = sorted(p.relative_to("logs").as_posix() for p in Path("logs").rglob("*")
-                         if p.is_file() and ".steerbench-locks" not in p.parts)
+    local_files = sorted(
+        p.relative_to("logs").as_posix()
+        for p in Path("logs").rglob("*")
+        if p.is_file() and ".steerbench-locks" not in p.parts
+    )
     objects = [n for n in bucket_contents(bucket) if ".eval/" not in n]  # not the members of archives
     assert sorted(n.split("/study/", 1)[1] for n in objects) == local_files
     assert f"uploaded {len(local_files)} file(s), 0 already there" in first.stdout

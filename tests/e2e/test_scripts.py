@@ -28,8 +28,13 @@ BASH = shutil.which("bash") or "/bin/bash"
 def script_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     screens = tmp_path / "screens"  # a private screen socket folder: our sessions only
     screens.mkdir(mode=0o700, exist_ok=True)
-    env = {**os.environ, "STEERBENCH": str(BIN / "steerbench"), "SCREENDIR": str(screens),
-           "INSPECT_LOG_LEVEL": "error", **extra}
+    env = {
+        **os.environ,
+        "STEERBENCH": str(BIN / "steerbench"),
+        "SCREENDIR": str(screens),
+        "INSPECT_LOG_LEVEL": "error",
+        **extra,
+    }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -44,8 +49,13 @@ def sessions(env: dict[str, str]) -> list[str]:
 
 
 def fake_deployments(path: Path, multipliers: list[str]) -> Path:
-    return write_jsonl(path, [{"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "${SOME_KEY}"}
-                              for i, m in enumerate(multipliers)])
+    return write_jsonl(
+        path,
+        [
+            {"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "${SOME_KEY}"}
+            for i, m in enumerate(multipliers)
+        ],
+    )
 
 
 # ---------------------------------------------------------------- run_benchmarks.sh
@@ -54,16 +64,19 @@ def fake_deployments(path: Path, multipliers: list[str]) -> Path:
 def test_dry_run_prints_one_session_per_listed_multiplier(tmp_path: Path) -> None:
     fake_deployments(tmp_path / "deployments.jsonl", ["2", "-0.25", "0.0"])
     toy_benchmarks(tmp_path / "benchmarks.jsonl")
-    result = run_script(RUN_BENCHMARKS, "--dry-run", "--", "--limit", "3", "--log-root", "s3://b/study",
-                        env=script_env(tmp_path))
+    result = run_script(
+        RUN_BENCHMARKS, "--dry-run", "--", "--limit", "3", "--log-root", "s3://b/study", env=script_env(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     planned = [line for line in result.stdout.splitlines() if line.startswith("would run: screen -dmS ")]
     # in numeric order, named after the multipliers exactly as the file writes them
     assert [line.split()[4] for line in planned] == ["steerbench_m-0.25", "steerbench_m0.0", "steerbench_m2"]
     for line, multiplier in zip(planned, ["-0.25", "0.0", "2"]):
         command = line.replace("\\ ", " ")
-        assert f"run --multiplier {multiplier} --deployments deployments.jsonl --benchmarks benchmarks.jsonl " \
-               "--limit 3 --log-root s3://b/study" in command
+        assert (
+            f"run --multiplier {multiplier} --deployments deployments.jsonl --benchmarks benchmarks.jsonl "
+            "--limit 3 --log-root s3://b/study" in command
+        )
         assert f"tee -a screen_logs/steerbench_m{multiplier}.log" in command
     assert "dry run: nothing started" in result.stdout
     assert not (tmp_path / "screen_logs").exists()
@@ -103,15 +116,28 @@ def test_screen_is_required_for_a_real_launch(tmp_path: Path) -> None:
     assert not (tmp_path / "screen_logs").exists()
 
 
-@pytest.mark.skipif(shutil.which("screen") is None,
-                    reason="screen is not installed (Debian/Ubuntu: apt-get install screen); the launch needs it")
+@pytest.mark.skipif(
+    shutil.which("screen") is None,
+    reason="screen is not installed (Debian/Ubuntu: apt-get install screen); the launch needs it",
+)
 def test_launches_one_detached_screen_per_multiplier(tmp_path: Path) -> None:
     env = script_env(tmp_path)
     with SimulatedFleet([-0.5, 1.0], toy_responder) as fleet:
         fleet.write_deployments(tmp_path / "deployments.jsonl")
         toy_benchmarks(tmp_path / "benchmarks.jsonl")
-        result = run_script(RUN_BENCHMARKS, "--prefix", "sbtest", "--session-logs", "session-logs",
-                            "--", "--limit", "2", "--workers", "1", env=env)
+        result = run_script(
+            RUN_BENCHMARKS,
+            "--prefix",
+            "sbtest",
+            "--session-logs",
+            "session-logs",
+            "--",
+            "--limit",
+            "2",
+            "--workers",
+            "1",
+            env=env,
+        )
         assert result.returncode == 0, result.stderr
         assert "started: multiplier -0.5 in screen session sbtest_m-0.5" in result.stdout
         assert "started: multiplier 1.0 in screen session sbtest_m1.0" in result.stdout
@@ -158,14 +184,20 @@ def test_slurm_array_task_runs_its_shard(tmp_path: Path) -> None:
 
     fake_deployments(tmp_path / "deployments.jsonl", ["-1.0", "0.0", "1.0"])
     toy_benchmarks(tmp_path / "benchmarks.jsonl")
-    env = script_env(tmp_path, SLURM_ARRAY_TASK_ID="2", SLURM_ARRAY_TASK_COUNT="3", SLURM_CPUS_PER_TASK="2",
-                     STEERBENCH_LOG_ROOT="s3://bucket/shared")
+    env = script_env(
+        tmp_path,
+        SLURM_ARRAY_TASK_ID="2",
+        SLURM_ARRAY_TASK_COUNT="3",
+        SLURM_CPUS_PER_TASK="2",
+        STEERBENCH_LOG_ROOT="s3://bucket/shared",
+    )
     result = run_script(SLURM, "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     assert "steerbench shard 2/3" in result.stdout and "log root s3://bucket/shared" in result.stdout
     assert "shard=2/3" in result.stdout and "-> s3://bucket/shared/" in result.stdout
-    expected = load_plan(tmp_path / "deployments.jsonl", tmp_path / "benchmarks.jsonl",
-                         RunOptions(all=True, shard=(2, 3))).cells
+    expected = load_plan(
+        tmp_path / "deployments.jsonl", tmp_path / "benchmarks.jsonl", RunOptions(all=True, shard=(2, 3))
+    ).cells
     assert sorted(plan_labels(result.stdout)) == sorted((c.label, c.multiplier.label) for c in expected)
 
     # re-running one shard alone keeps the shard count it was given
@@ -182,8 +214,10 @@ def test_slurm_script_refuses_what_is_not_an_array_task(tmp_path: Path) -> None:
     assert zero_based.returncode == 2 and "outside 1..4" in zero_based.stderr
 
 
-@pytest.mark.skipif(shutil.which("screen") is None,
-                    reason="screen is not installed (Debian/Ubuntu: apt-get install screen); the test needs a session")
+@pytest.mark.skipif(
+    shutil.which("screen") is None,
+    reason="screen is not installed (Debian/Ubuntu: apt-get install screen); the test needs a session",
+)
 def test_a_multiplier_whose_session_still_runs_is_skipped(tmp_path: Path) -> None:
     env = script_env(tmp_path)
     fake_deployments(tmp_path / "deployments.jsonl", ["0.0", "1.0"])
@@ -195,4 +229,6 @@ def test_a_multiplier_whose_session_still_runs_is_skipped(tmp_path: Path) -> Non
         subprocess.run(["screen", "-S", "steerbench_m1.0", "-X", "quit"], env=env)
     assert result.returncode == 0, result.stderr
     assert "skip: multiplier 1.0 is still running in screen session steerbench_m1.0" in result.stdout
-    assert [line.split()[4] for line in result.stdout.splitlines() if line.startswith("would run")] == ["steerbench_m0.0"]
+    assert [line.split()[4] for line in result.stdout.splitlines() if line.startswith("would run")] == [
+        "steerbench_m0.0"
+    ]

@@ -30,8 +30,9 @@ def echo_401(endpoint: SimulatedEndpoint, number: int) -> str | None:
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True,
-                          timeout=180, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True, timeout=180, env=env
+    )
 
 
 def in_process(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,10 +55,13 @@ def test_planted_keys_appear_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
     literal = SimulatedEndpoint(0.0, toy_responder, key=LITERAL_KEY, fault=echo_401).start()
     from_env = SimulatedEndpoint(1.0, toy_responder, key=ENV_KEY, fault=echo_401).start()
     try:
-        deployments = write_jsonl(tmp_path / "deployments.jsonl", [
-            literal.deployment_line(),
-            {**from_env.deployment_line(), "key": f"${{{ENV_VAR}}}"},
-        ])
+        deployments = write_jsonl(
+            tmp_path / "deployments.jsonl",
+            [
+                literal.deployment_line(),
+                {**from_env.deployment_line(), "key": f"${{{ENV_VAR}}}"},
+            ],
+        )
         written = deployments.read_bytes()
         benchmarks = toy_benchmarks(tmp_path / "benchmarks.jsonl")
         files = ["--deployments", str(deployments), "--benchmarks", str(benchmarks)]
@@ -78,8 +82,24 @@ def test_planted_keys_appear_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
         # a run in which every request is rejected (and echoed): errors, not leaks
         from_env.fault = lambda endpoint, number: "401"
-        outputs.append(in_process("run", "--multiplier", "1.0", "--retry-wait", "0.1", *files, "--log-root", str(tmp_path / "logs-failing"),
-                                  "--workers", "1", "--limit", "1", "--benchmark", "Arithmetic"))
+        outputs.append(
+            in_process(
+                "run",
+                "--multiplier",
+                "1.0",
+                "--retry-wait",
+                "0.1",
+                *files,
+                "--log-root",
+                str(tmp_path / "logs-failing"),
+                "--workers",
+                "1",
+                "--limit",
+                "1",
+                "--benchmark",
+                "Arithmetic",
+            )
+        )
     finally:
         literal.stop()
         from_env.stop()
@@ -91,8 +111,11 @@ def test_planted_keys_appear_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for output in outputs:
         assert leaks((output.stdout + output.stderr).encode(), keys) == [], output.args
 
-    found = [(path, leaks(data, keys)) for path, data in all_bytes_under(tmp_path)
-             if path != deployments and leaks(data, keys)]
+    found = [
+        (path, leaks(data, keys))
+        for path, data in all_bytes_under(tmp_path)
+        if path != deployments and leaks(data, keys)
+    ]
     assert found == []
     assert any((tmp_path / "xdg").rglob("trace-*")), "Inspect's trace folder was not where the test looks"
     # the ${VAR} key was read when the run started, and never written back
@@ -105,8 +128,9 @@ def test_env_var_key_is_resolved_at_run_time_only(tmp_path: Path, monkeypatch: p
     with exit code 2 naming the variable, before any request."""
     monkeypatch.delenv(ENV_VAR, raising=False)
     with SimulatedFleet([0.0], toy_responder, key=ENV_KEY) as fleet:
-        deployments = write_jsonl(tmp_path / "deployments.jsonl",
-                                  [{**fleet.endpoints[0].deployment_line(), "key": f"${{{ENV_VAR}}}"}])
+        deployments = write_jsonl(
+            tmp_path / "deployments.jsonl", [{**fleet.endpoints[0].deployment_line(), "key": f"${{{ENV_VAR}}}"}]
+        )
         benchmarks = toy_benchmarks(tmp_path / "benchmarks.jsonl")
         args = ["run", "--all", "--deployments", str(deployments), "--benchmarks", str(benchmarks), "--workers", "1"]
         dry = CliRunner().invoke(main, [*args, "--dry-run"])
@@ -134,14 +158,16 @@ def test_guarded_model_never_receives_an_echoed_key() -> None:
     key = "sk-PLANTED-transport-2Wd9Kq4Lx"
     endpoint = SimulatedEndpoint(0.0, toy_responder, key=key, fault=lambda e, n: "401").start()
     try:
-        model = get_model("openai-api/steer_guard/simulated-steered-model", base_url=endpoint.url, api_key=key,
-                          memoize=False)
+        model = get_model(
+            "openai-api/steer_guard/simulated-steered-model", base_url=endpoint.url, api_key=key, memoize=False
+        )
         assert Redactor([key]).guard_model(model)
 
         async def rejected_text() -> str:
             try:
                 await model.api.client.with_options(max_retries=0).chat.completions.create(
-                    model="simulated-steered-model", messages=[{"role": "user", "content": "Question 1: hi"}])
+                    model="simulated-steered-model", messages=[{"role": "user", "content": "Question 1: hi"}]
+                )
             except openai.AuthenticationError as e:
                 return f"{e} {e.body} {e.response.text} {dict(e.response.headers)}"
             raise AssertionError("the server was meant to reject the request")
@@ -165,9 +191,23 @@ def test_guarded_model_never_receives_an_echoed_key() -> None:
 def test_local_sandbox_is_announced_before_anything_runs(study: dict[str, Path]) -> None:
     """`--sandbox local` runs model-written code on this machine: the run says so on stderr
     before the preflight, and the dry run says so too."""
-    args = ["run", "--multiplier", "0.0", "--deployments", str(study["deployments"]), "--benchmarks",
-            str(study["benchmarks"]), "--log-root", str(study["logs"]), "--workers", "1", "--benchmark", "Arithmetic",
-            "--limit", "1"]
+    args = [
+        "run",
+        "--multiplier",
+        "0.0",
+        "--deployments",
+        str(study["deployments"]),
+        "--benchmarks",
+        str(study["benchmarks"]),
+        "--log-root",
+        str(study["logs"]),
+        "--workers",
+        "1",
+        "--benchmark",
+        "Arithmetic",
+        "--limit",
+        "1",
+    ]
     dry = CliRunner().invoke(main, [*args, "--sandbox", "local", "--dry-run"])
     assert dry.exit_code == 0 and "sandbox=local" in dry.output and "model-written code" in dry.output
     result = CliRunner().invoke(main, [*args, "--sandbox", "local"])
@@ -181,7 +221,17 @@ def test_local_sandbox_is_announced_before_anything_runs(study: dict[str, Path])
 def test_local_sandbox_from_benchmarks_file_is_announced(study: dict[str, Path]) -> None:
     rows: list[dict[str, Any]] = [json.loads(line) for line in study["benchmarks"].read_text().splitlines()]
     write_jsonl(study["benchmarks"], [{**rows[0], "sandbox": "local"}, rows[1]])
-    result = CliRunner().invoke(main, ["run", "--all", "--deployments", str(study["deployments"]), "--benchmarks",
-                                       str(study["benchmarks"]), "--dry-run"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--all",
+            "--deployments",
+            str(study["deployments"]),
+            "--benchmarks",
+            str(study["benchmarks"]),
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 0
     assert "WARNING: sandbox=local: Arithmetic will execute model-written code" in result.output

@@ -30,11 +30,24 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mp.setenv("NO_PROXY", "127.0.0.1,localhost")
         fleet.write_deployments(root / "deployments.jsonl")
         toy_benchmarks(root / "benchmarks.jsonl")
-        result = CliRunner().invoke(main, [
-            "run", "--multiplier", "0.0", "--multiplier", "1.0", "--workers", "1",
-            "--deployments", str(root / "deployments.jsonl"), "--benchmarks", str(root / "benchmarks.jsonl"),
-            "--log-root", str(root / "logs"),
-        ])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--multiplier",
+                "0.0",
+                "--multiplier",
+                "1.0",
+                "--workers",
+                "1",
+                "--deployments",
+                str(root / "deployments.jsonl"),
+                "--benchmarks",
+                str(root / "benchmarks.jsonl"),
+                "--log-root",
+                str(root / "logs"),
+            ],
+        )
         assert result.exit_code == 0, result.output
     return root
 
@@ -95,8 +108,13 @@ def test_every_state_with_its_detail(study: Path) -> None:
     from inspect_ai.log import EvalError
 
     # Arithmetic at 1.0 failed; Capitals at 1.0 was cancelled after 2 of 4 samples
-    rewrite_log(log_of(study, "Math", "1.0"), status="error",
-                error=EvalError(message="RuntimeError: the endpoint went away\nsecond line", traceback="tb", traceback_ansi="tb"))
+    rewrite_log(
+        log_of(study, "Math", "1.0"),
+        status="error",
+        error=EvalError(
+            message="RuntimeError: the endpoint went away\nsecond line", traceback="tb", traceback_ansi="tb"
+        ),
+    )
     capitals = rewrite_log(log_of(study, "Knowledge", "1.0"), status="cancelled")
     from inspect_ai.log import read_eval_log, write_eval_log
 
@@ -118,16 +136,26 @@ def test_every_state_with_its_detail(study: Path) -> None:
     assert report["counts"] == {"done": 1, "partial": 2, "failed": 1, "running": 2, "missing": 0}
     assert state_of(report, "Arithmetic", 0.0)["state"] == "done"
     assert {k: state_of(report, "Capitals", 0.0)[k] for k in ("state", "completed_samples", "total_samples")} == {
-        "state": "partial", "completed_samples": 3, "total_samples": 4}
+        "state": "partial",
+        "completed_samples": 3,
+        "total_samples": 4,
+    }
     assert state_of(report, "Arithmetic", 1.0)["state"] == "failed"
     assert state_of(report, "Arithmetic", 1.0)["error"] == "RuntimeError: the endpoint went away"
-    assert (state_of(report, "Capitals", 1.0)["state"], state_of(report, "Capitals", 1.0)["completed_samples"]) == ("partial", 2)
+    assert (state_of(report, "Capitals", 1.0)["state"], state_of(report, "Capitals", 1.0)["completed_samples"]) == (
+        "partial",
+        2,
+    )
     assert state_of(report, "Arithmetic", 0.5)["state"] == state_of(report, "Capitals", 0.5)["state"] == "running"
 
     # the text grid says the same, and lists each failure with its first error line
     with multiplier_locks(str(study / "logs"), [Multiplier(0.5, "0.5")]):
         text = CliRunner().invoke(main, ["status", "--log-root", str(study / "logs")]).output
-    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.split()[:1] in (["Arithmetic"], ["Capitals"])}
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in text.splitlines()
+        if line.split()[:1] in (["Arithmetic"], ["Capitals"])
+    }
     assert rows["Arithmetic"] == ["done", "running", "FAILED"]
     assert rows["Capitals"] == ["partial", "3/4", "running", "partial", "2/4"]
     assert "failed: Arithmetic at multiplier 1.0: RuntimeError: the endpoint went away" in text
@@ -136,7 +164,10 @@ def test_every_state_with_its_detail(study: Path) -> None:
     # with no live process holding 0.5's lock, its "started" logs were left by a run that is gone
     after = status_json(study)
     for benchmark in ("Arithmetic", "Capitals"):
-        assert (state_of(after, benchmark, 0.5)["state"], state_of(after, benchmark, 0.5)["error"]) == ("failed", INTERRUPTED)
+        assert (state_of(after, benchmark, 0.5)["state"], state_of(after, benchmark, 0.5)["error"]) == (
+            "failed",
+            INTERRUPTED,
+        )
 
     # a lock last taken on another machine sharing this folder cannot be checked from here
     (study / "logs/.steerbench-locks/multiplier_0.5.shard-1-of-2.lock").write_text("4242 another-node")
@@ -160,8 +191,10 @@ def test_reads_only_headers(study: Path) -> None:
 
 def test_grid_from_logs_alone_and_unreadable_logs(study: Path) -> None:
     (study / "logs/Math/multiplier_0.0/2026-01-01T00-00-00-00-00_broken_x.eval").write_bytes(b"not a zip")
-    result = CliRunner().invoke(main, ["status", "--log-root", str(study / "logs"),
-                                       "--deployments", "absent.jsonl", "--benchmarks", "absent.jsonl"])
+    result = CliRunner().invoke(
+        main,
+        ["status", "--log-root", str(study / "logs"), "--deployments", "absent.jsonl", "--benchmarks", "absent.jsonl"],
+    )
     assert result.exit_code == 0, result.output
     header = next(line for line in result.output.splitlines() if line.startswith("benchmark"))
     assert header.split() == ["benchmark", "0.0", "1.0"]

@@ -31,6 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.vllm)
             if missing:
                 installs = sorted({NEEDED[name] for name in missing})
-                item.add_marker(pytest.mark.skip(
-                    reason=f"the real-model lane needs {', '.join(missing)}: {'; '.join(installs)} "
-                           "(or run .ci/lane_real_model.sh, which installs them)"))
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"the real-model lane needs {', '.join(missing)}: {'; '.join(installs)} "
+                        "(or run .ci/lane_real_model.sh, which installs them)"
+                    )
+                )

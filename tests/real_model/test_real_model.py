@@ -35,8 +35,9 @@ SERVE_ARGS = ["--", "--dtype", "float32", "--kv-cache-memory-bytes", "1G", "--ma
 
 
 def steerbench(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
 
 
 def tree_pss_bytes(pid: int) -> int:
@@ -76,10 +77,19 @@ class Study:
 
 
 def ask_tokens(line: dict, prompt: str) -> list[int]:
-    body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": MAX_TOKENS,
-            "temperature": 0, "return_token_ids": True, **line.get("extra_body", {})}
-    request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
+    body = {
+        "model": line["model"],
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "return_token_ids": True,
+        **line.get("extra_body", {}),
+    }
+    request = urllib.request.Request(
+        line["url"] + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=600) as response:
         return json.load(response)["choices"][0]["token_ids"]
 
@@ -126,8 +136,19 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     seconds["model"] = time.monotonic() - started
 
     started = time.monotonic()
-    made = steerbench("vector", "--model", str(model), "--pairs", str(HERE / "pairs.jsonl"), "--layers", str(LAYER),
-                      "--out", "vector.safetensors", "--no-progress", cwd=folder)
+    made = steerbench(
+        "vector",
+        "--model",
+        str(model),
+        "--pairs",
+        str(HERE / "pairs.jsonl"),
+        "--layers",
+        str(LAYER),
+        "--out",
+        "vector.safetensors",
+        "--no-progress",
+        cwd=folder,
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     seconds["vector"] = time.monotonic() - started
 
@@ -139,20 +160,55 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
 
     started = time.monotonic()
     serve_out = folder / "serve.out"
-    command = [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(model), "--vector", "vector.safetensors",
-               "--scale", "residual", "--layer", str(LAYER), "--multipliers", ",".join(MULTIPLIERS), "--one-server",
-               "--port", str(PORT), "--out", "deployments.jsonl", "--log-dir", "serve_logs", *SERVE_ARGS]
+    command = [
+        sys.executable,
+        "-m",
+        "steerbench.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--vector",
+        "vector.safetensors",
+        "--scale",
+        "residual",
+        "--layer",
+        str(LAYER),
+        "--multipliers",
+        ",".join(MULTIPLIERS),
+        "--one-server",
+        "--port",
+        str(PORT),
+        "--out",
+        "deployments.jsonl",
+        "--log-dir",
+        "serve_logs",
+        *SERVE_ARGS,
+    ]
     with open(serve_out, "w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=folder)
     try:
         wait_ready(process, serve_out)
         seconds["serve start"] = time.monotonic() - started
-        deployments = {line["multiplier"]: line for line in map(json.loads, (folder / "deployments.jsonl").read_text().splitlines())}
+        deployments = {
+            line["multiplier"]: line
+            for line in map(json.loads, (folder / "deployments.jsonl").read_text().splitlines())
+        }
         common = ["--deployments", "deployments.jsonl", "--benchmarks", str(benchmarks), "--log-root", "logs"]
         started = time.monotonic()
         # a CPU server shares its cores among every request at once: no request may give up and be resent
-        ran = steerbench("run", "--all", *common, "--max-tokens", str(MAX_TOKENS), "--sandbox", "local",
-                         "--request-timeout", str(REQUEST_TIMEOUT), cwd=folder, timeout=2 * REQUEST_TIMEOUT)
+        ran = steerbench(
+            "run",
+            "--all",
+            *common,
+            "--max-tokens",
+            str(MAX_TOKENS),
+            "--sandbox",
+            "local",
+            "--request-timeout",
+            str(REQUEST_TIMEOUT),
+            cwd=folder,
+            timeout=2 * REQUEST_TIMEOUT,
+        )
         outputs["run"] = ran.stdout + ran.stderr
         assert ran.returncode == 0, outputs["run"]
         seconds["run"] = time.monotonic() - started
@@ -167,8 +223,12 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
 
     for command in ("aggregate", "report"):
         started = time.monotonic()
-        done = steerbench(command, *common, *(["--output", "data/aggregated.csv"] if command == "aggregate" else ["--csv", "data/aggregated.csv"]),
-                          cwd=folder)
+        done = steerbench(
+            command,
+            *common,
+            *(["--output", "data/aggregated.csv"] if command == "aggregate" else ["--csv", "data/aggregated.csv"]),
+            cwd=folder,
+        )
         outputs[command] = done.stdout + done.stderr
         assert done.returncode == 0, outputs[command]
         seconds[command] = time.monotonic() - started
@@ -176,12 +236,16 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     rows = {str(row["multiplier"]): row for row in frame.to_dict("records")}
     answers = {multiplier: log_answers(row["log_file"]) for multiplier, row in rows.items()}
     study = Study(folder, model, deployments, rows, answers, served_tokens, outputs, seconds, serve_pss)
-    print(f"\nreal-model lane: {json.dumps({k: round(v) for k, v in seconds.items()})} s; "
-          f"serve process tree {serve_pss / 2**30:.2f} GiB PSS after the run")
+    print(
+        f"\nreal-model lane: {json.dumps({k: round(v) for k, v in seconds.items()})} s; "
+        f"serve process tree {serve_pss / 2**30:.2f} GiB PSS after the run"
+    )
     for multiplier in MULTIPLIERS:
         row = rows[multiplier]
-        print(f"  m={multiplier}: accuracy {row['accuracy']:.3f}, truncated {row['output_truncated_rate']:.2f}, "
-              f"repetition {row['output_repetition']:.3f}, tokens {row['output_tokens_mean']:.0f}")
+        print(
+            f"  m={multiplier}: accuracy {row['accuracy']:.3f}, truncated {row['output_truncated_rate']:.2f}, "
+            f"repetition {row['output_repetition']:.3f}, tokens {row['output_tokens_mean']:.0f}"
+        )
     return study
 
 
@@ -203,12 +267,18 @@ def test_multiplier_zero_gives_transformers_unsteered_greedy_tokens(study: Study
     tokenizer = AutoTokenizer.from_pretrained(study.model)
     model = AutoModelForCausalLM.from_pretrained(study.model, dtype=torch.float32)
     for sample_id, prompt in sample_prompts(CHECKED_PROBLEMS).items():
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
         with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=MAX_TOKENS, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                                 pad_token_id=tokenizer.eos_token_id)
-        expected = out[0, ids.shape[1]:].tolist()
+            out = model.generate(
+                ids,
+                max_new_tokens=MAX_TOKENS,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        expected = out[0, ids.shape[1] :].tolist()
         assert study.served_tokens[sample_id] == expected, sample_id
         # and the study's own m = 0 answer (through Inspect) is that text
         text = tokenizer.decode(expected, skip_special_tokens=True)
@@ -225,7 +295,11 @@ def test_degenerate_multipliers_are_more_repetitive_and_truncated(study: Study):
     zero = study.rows["0"]
     for multiplier in DEGENERATE:
         row = study.rows[multiplier]
-        assert row["output_repetition"] > zero["output_repetition"] + 0.2, (multiplier, row["output_repetition"], zero["output_repetition"])
+        assert row["output_repetition"] > zero["output_repetition"] + 0.2, (
+            multiplier,
+            row["output_repetition"],
+            zero["output_repetition"],
+        )
         assert row["output_truncated_rate"] > zero["output_truncated_rate"], multiplier
 
 

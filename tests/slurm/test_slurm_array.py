@@ -50,8 +50,11 @@ SAMPLES_PER_ENDPOINT = sum(len(t) for _, t in BENCHMARKS.values())
 
 
 def expected_rows() -> list[tuple[str, float, float]]:
-    return sorted((name, m, targets.count(f"{m:+.2f}") / len(targets))
-                  for name, (_, targets) in BENCHMARKS.items() for m in MULTIPLIERS)
+    return sorted(
+        (name, m, targets.count(f"{m:+.2f}") / len(targets))
+        for name, (_, targets) in BENCHMARKS.items()
+        for m in MULTIPLIERS
+    )
 
 
 # ------------------------------------------------------------------------------- Slurm
@@ -71,11 +74,20 @@ def _slurm_or_skip() -> None:
         pytest.skip(f"no Slurm node is idle (sinfo: {' '.join(answer.stdout.split()) or 'no nodes'})")
 
 
-def sbatch(*args: str, env: dict[str, str], cwd: Path, wait: bool = True,
-           run_args: tuple[str, ...] = ()) -> tuple[int, str]:
+def sbatch(
+    *args: str, env: dict[str, str], cwd: Path, wait: bool = True, run_args: tuple[str, ...] = ()
+) -> tuple[int, str]:
     """Submit the real script; with wait, until every task has ended. (return code, job id)."""
-    command = ["sbatch", "--parsable", "--export=ALL", f"--chdir={cwd}", *(["--wait"] if wait else []),
-               *args, str(SCRIPT), *run_args]
+    command = [
+        "sbatch",
+        "--parsable",
+        "--export=ALL",
+        f"--chdir={cwd}",
+        *(["--wait"] if wait else []),
+        *args,
+        str(SCRIPT),
+        *run_args,
+    ]
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=JOB_SECONDS)
     job = done.stdout.strip().split(";")[0].splitlines()[0] if done.stdout.strip() else ""
     assert job.isdigit(), f"sbatch did not submit: {done.stdout}{done.stderr}"
@@ -178,12 +190,18 @@ def _free_port() -> int:
 def start_simulator(env: dict[str, str]) -> Endpoints:
     labels = ",".join(f"{m:g}" for m in MULTIPLIERS)
     for _ in range(5):  # `simulate` takes a first port and uses the next ones: retry if taken
-        process = subprocess.Popen([STEERBENCH, "simulate", f"--multipliers={labels}", f"--port={_free_port()}"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**env, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            [STEERBENCH, "simulate", f"--multipliers={labels}", f"--port={_free_port()}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+        )
         lines: queue.Queue[str] = queue.Queue()
         # bound now: a retry rebinds `lines`, and this attempt's reader must not feed the next one's queue
-        threading.Thread(target=lambda out=process.stdout, sink=lines: [sink.put(line) for line in out], daemon=True).start()
+        threading.Thread(
+            target=lambda out=process.stdout, sink=lines: [sink.put(line) for line in out], daemon=True
+        ).start()
         found, deadline = [], time.monotonic() + 60
         while len(found) < len(MULTIPLIERS) and time.monotonic() < deadline and process.poll() is None:
             with contextlib.suppress(queue.Empty):
@@ -217,13 +235,19 @@ class PeakMemory:
                     if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes():
                         continue
                     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-                    pss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                               if line.startswith("Pss:"))
+                    pss = next(
+                        int(line.split()[1])
+                        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                        if line.startswith("Pss:")
+                    )
                 except (OSError, StopIteration, ValueError):
                     continue
                 was = self.seen.get(pid, {"ppid": int(status["PPid"]), "hwm": 0, "pss": 0})
-                self.seen[pid] = {**was, "hwm": max(was["hwm"], int(status["VmHWM"].split()[0])),
-                                  "pss": max(was["pss"], pss)}
+                self.seen[pid] = {
+                    **was,
+                    "hwm": max(was["hwm"], int(status["VmHWM"].split()[0])),
+                    "pss": max(was["pss"], pss),
+                }
 
     def stop(self) -> str:
         self._stop.set()
@@ -231,9 +255,11 @@ class PeakMemory:
         workers = [p for p in self.seen.values() if str(p["ppid"]) in self.seen]
         mains = [p for p in self.seen.values() if str(p["ppid"]) not in self.seen]
         mb = lambda kb: f"{kb / 1024:.0f} MB"  # noqa: E731
-        return (f"{len(mains)} main process(es): peak RSS {mb(max((p['hwm'] for p in mains), default=0))}; "
-                f"{len(workers)} worker(s): peak RSS {mb(max((p['hwm'] for p in workers), default=0))}, "
-                f"peak PSS {mb(max((p['pss'] for p in workers), default=0))}")
+        return (
+            f"{len(mains)} main process(es): peak RSS {mb(max((p['hwm'] for p in mains), default=0))}; "
+            f"{len(workers)} worker(s): peak RSS {mb(max((p['hwm'] for p in workers), default=0))}, "
+            f"peak PSS {mb(max((p['pss'] for p in workers), default=0))}"
+        )
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -243,18 +269,34 @@ class PeakMemory:
 def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     _slurm_or_skip()
     root = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "INSPECT_LOG_LEVEL": "error", "NO_PROXY": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "INSPECT_LOG_LEVEL": "error",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
     for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "STEERBENCH_SHARDS", "STEERBENCH_LOG_ROOT"):
         env.pop(name, None)
     shutil.copy(TASKS, root / "echo_tasks.py")
-    (root / "benchmarks.jsonl").write_text("".join(
-        json.dumps({"name": name, "eval_name": f"{root / 'echo_tasks.py'}@echo", "category": category,
-                    "task_args": {"targets": ",".join(targets)}}) + "\n"
-        for name, (category, targets) in BENCHMARKS.items()))
+    (root / "benchmarks.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "name": name,
+                    "eval_name": f"{root / 'echo_tasks.py'}@echo",
+                    "category": category,
+                    "task_args": {"targets": ",".join(targets)},
+                }
+            )
+            + "\n"
+            for name, (category, targets) in BENCHMARKS.items()
+        )
+    )
     endpoints = start_simulator(env)
     (root / "deployments.jsonl").write_text("".join(json.dumps(line) + "\n" for line in endpoints.lines))
-    env.update(STEERBENCH_DEPLOYMENTS=str(root / "deployments.jsonl"), STEERBENCH_BENCHMARKS=str(root / "benchmarks.jsonl"))
+    env.update(
+        STEERBENCH_DEPLOYMENTS=str(root / "deployments.jsonl"), STEERBENCH_BENCHMARKS=str(root / "benchmarks.jsonl")
+    )
     try:
         yield {"root": root, "env": env, "endpoints": endpoints}
     finally:
@@ -266,10 +308,25 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 def aggregate(study: dict, log_root: str, env: dict[str, str] | None = None) -> list[tuple[str, float, float]]:
     out = study["root"] / f"aggregate_{abs(hash(log_root))}.csv"
-    done = subprocess.run([STEERBENCH, "aggregate", "--log-root", log_root, "--output", str(out),
-                           "--deployments", str(study["root"] / "deployments.jsonl"),
-                           "--benchmarks", str(study["root"] / "benchmarks.jsonl")],
-                          env=env or study["env"], cwd=study["root"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            STEERBENCH,
+            "aggregate",
+            "--log-root",
+            log_root,
+            "--output",
+            str(out),
+            "--deployments",
+            str(study["root"] / "deployments.jsonl"),
+            "--benchmarks",
+            str(study["root"] / "benchmarks.jsonl"),
+        ],
+        env=env or study["env"],
+        cwd=study["root"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     with out.open() as f:
         return sorted((r["benchmark"], float(r["multiplier"]), float(r["accuracy"])) for r in csv.DictReader(f))
@@ -278,8 +335,9 @@ def aggregate(study: dict, log_root: str, env: dict[str, str] | None = None) -> 
 def wait_for(*jobs: str, seconds: float = JOB_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        listed = subprocess.run(["squeue", "-h", "-j", ",".join(jobs), "-o", "%i"], capture_output=True, text=True,
-                                timeout=30)
+        listed = subprocess.run(
+            ["squeue", "-h", "-j", ",".join(jobs), "-o", "%i"], capture_output=True, text=True, timeout=30
+        )
         if listed.returncode == 0 and not listed.stdout.strip():
             return
         time.sleep(1)
@@ -314,8 +372,9 @@ def test_an_array_numbered_from_1_splits_the_grid_on_a_local_root(study: dict) -
     memory = PeakMemory(f"{STEERBENCH}\0run\0--all\0--shard")
     started = time.monotonic()
     try:
-        code, job = sbatch("--array=1-2", env={**study["env"], "STEERBENCH_LOG_ROOT": str(study["root"] / "logs")},
-                           cwd=study["root"])
+        code, job = sbatch(
+            "--array=1-2", env={**study["env"], "STEERBENCH_LOG_ROOT": str(study["root"] / "logs")}, cwd=study["root"]
+        )
     finally:
         measured = memory.stop()
     seconds = time.monotonic() - started
@@ -352,8 +411,11 @@ def test_shards_sharing_a_folder_all_appear_in_its_eval_set_manifest(study: dict
 
 def test_resubmitting_one_shard_sends_nothing(study: dict) -> None:
     before = study["endpoints"].total()
-    code, job = sbatch("--array=2", env={**study["env"], "STEERBENCH_SHARDS": "2",
-                                         "STEERBENCH_LOG_ROOT": str(study["root"] / "logs")}, cwd=study["root"])
+    code, job = sbatch(
+        "--array=2",
+        env={**study["env"], "STEERBENCH_SHARDS": "2", "STEERBENCH_LOG_ROOT": str(study["root"] / "logs")},
+        cwd=study["root"],
+    )
     tasks = array_tasks(job)
     out = task_outputs(study, tasks)["2"]
     assert code == 0 and tasks["2"]["ExitCode"] == "0:0", out
@@ -391,11 +453,20 @@ def test_an_array_on_s3_splits_the_grid_and_resumes(study: dict) -> None:
     try:
         host, port = server.get_host_and_port()
         env = {k: v for k, v in study["env"].items() if k != "AWS_PROFILE"}
-        env.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="testing",
-                   AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-                   STEERBENCH_LOG_ROOT="s3://steer-slurm/study")
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
-                     aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="steer-slurm")
+        env.update(
+            AWS_ENDPOINT_URL=f"http://{host}:{port}",
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+            STEERBENCH_LOG_ROOT="s3://steer-slurm/study",
+        )
+        boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="steer-slurm")
         before = study["endpoints"].requests()
         # one CPU each, so both shards run at once on this 2-CPU node
         code, job = sbatch("--array=1-2", "--cpus-per-task=1", "--mem=1G", env=env, cwd=study["root"])
@@ -407,8 +478,9 @@ def test_an_array_on_s3_splits_the_grid_and_resumes(study: dict) -> None:
         assert {m: after[m] - before[m] for m in MULTIPLIERS} == dict.fromkeys(MULTIPLIERS, SAMPLES_PER_ENDPOINT)
         assert aggregate(study, env["STEERBENCH_LOG_ROOT"], env) == expected_rows()
         # resubmitting shard 1 of 2 on the bucket sends nothing
-        code, job = sbatch("--array=1", "--cpus-per-task=1", "--mem=1G",
-                           env={**env, "STEERBENCH_SHARDS": "2"}, cwd=study["root"])
+        code, job = sbatch(
+            "--array=1", "--cpus-per-task=1", "--mem=1G", env={**env, "STEERBENCH_SHARDS": "2"}, cwd=study["root"]
+        )
         assert code == 0, task_outputs(study, array_tasks(job))
         assert study["endpoints"].requests() == after
     finally:
@@ -424,8 +496,12 @@ def test_two_shard_splits_never_run_one_cell_at_once(study: dict) -> None:
     root = study["root"] / "logs_overlap"
     multipliers = [0.0, 1.0]
     deployments = study["root"] / "deployments_0_1.jsonl"
-    lines = [json.loads(line) for line in (study["root"] / "deployments.jsonl").read_text().splitlines() if line.strip()]
-    deployments.write_text("".join(json.dumps(line) + "\n" for line in lines if float(line["multiplier"]) in multipliers))
+    lines = [
+        json.loads(line) for line in (study["root"] / "deployments.jsonl").read_text().splitlines() if line.strip()
+    ]
+    deployments.write_text(
+        "".join(json.dumps(line) + "\n" for line in lines if float(line["multiplier"]) in multipliers)
+    )
     env = {**study["env"], "STEERBENCH_LOG_ROOT": str(root), "STEERBENCH_DEPLOYMENTS": str(deployments)}
     endpoints = study["endpoints"]
     before = endpoints.total()
@@ -433,10 +509,20 @@ def test_two_shard_splits_never_run_one_cell_at_once(study: dict) -> None:
         proxy.delay = 6.0
     try:
         one_cpu = ("--array=1", "--cpus-per-task=1", "--mem=1G")
-        _, half = sbatch(*one_cpu, env={**env, "STEERBENCH_SHARDS": "2"}, cwd=study["root"], wait=False,
-                         run_args=("--category=Echo",))
-        _, whole = sbatch(*one_cpu, env={**env, "STEERBENCH_SHARDS": "1"}, cwd=study["root"], wait=False,
-                          run_args=("--category=Echo",))
+        _, half = sbatch(
+            *one_cpu,
+            env={**env, "STEERBENCH_SHARDS": "2"},
+            cwd=study["root"],
+            wait=False,
+            run_args=("--category=Echo",),
+        )
+        _, whole = sbatch(
+            *one_cpu,
+            env={**env, "STEERBENCH_SHARDS": "1"},
+            cwd=study["root"],
+            wait=False,
+            run_args=("--category=Echo",),
+        )
         wait_for(half, whole)
     finally:
         for proxy in endpoints.proxies.values():

@@ -103,7 +103,7 @@ def wrong_calls(harms: np.ndarray, alpha: float, looks: list[int], population: i
     """Whether a cell whose true harm is exactly the margin is ever called non-inferior or harmful
     (both calls are wrong there), checked after every sample up to the last look (a superset of
     the batch ends, so the count is conservative)."""
-    seq = confidence_sequence(to_unit(harms[:looks[-1]]), population, alpha, threshold=THRESHOLD, bounds=False)
+    seq = confidence_sequence(to_unit(harms[: looks[-1]]), population, alpha, threshold=THRESHOLD, bounds=False)
     return seq.below_at is not None or seq.above_at is not None
 
 
@@ -114,8 +114,9 @@ def test_family_error_with_bonferroni_over_cells_stays_below_alpha() -> None:
     rng = np.random.default_rng(23)
     cells, studies, n = 10, 400, 1000
     alpha = AdaptiveSettings().cell_alpha(cells)
-    failures = sum(any(wrong_calls(draws_at_margin(n, MARGIN, rng), alpha, [n]) for _ in range(cells))
-                   for _ in range(studies))
+    failures = sum(
+        any(wrong_calls(draws_at_margin(n, MARGIN, rng), alpha, [n]) for _ in range(cells)) for _ in range(studies)
+    )
     _, upper = clopper_pearson(failures, studies)
     assert upper <= 0.05, (failures, studies, upper)
 
@@ -126,13 +127,16 @@ def test_one_cell_at_alpha_keeps_alpha_and_naive_peeking_does_not() -> None:
     margin, on the same data, is wrong far more often than 0.2."""
     rng = np.random.default_rng(7)
     runs, n, alpha = 400, 400, 0.2
-    looks = [25 * 2 ** k for k in range(5)] + [n]
+    looks = [25 * 2**k for k in range(5)] + [n]
     betting = naive = 0
     for _ in range(runs):
         harms = draws_at_margin(n, MARGIN, rng)
         betting += wrong_calls(harms, alpha, looks)
-        naive += any(abs(harms[:t].mean() - MARGIN) > 1.2816 * harms[:t].std(ddof=1) / math.sqrt(t)
-                     for t in looks if harms[:t].std() > 0)
+        naive += any(
+            abs(harms[:t].mean() - MARGIN) > 1.2816 * harms[:t].std(ddof=1) / math.sqrt(t)
+            for t in looks
+            if harms[:t].std() > 0
+        )
     assert clopper_pearson(betting, runs)[1] <= alpha, betting
     assert naive / runs > alpha + 0.1, naive
 
@@ -146,7 +150,7 @@ def test_without_replacement_the_list_mean_is_covered() -> None:
         extra = round(MARGIN * n)
         worse = int(rng.integers(extra, n // 5))
         harms = np.zeros(n)
-        harms[:worse], harms[worse:2 * worse - extra] = 1.0, -1.0
+        harms[:worse], harms[worse : 2 * worse - extra] = 1.0, -1.0
         assert harms.mean() == pytest.approx(MARGIN)
         wrong += wrong_calls(rng.permutation(harms), 0.2, [n - 1], population=n)
     assert clopper_pearson(wrong, runs)[1] <= 0.2, wrong
@@ -197,7 +201,11 @@ def views(**cells: tuple[int, str]) -> list[CellView]:
 
 def test_first_round_runs_everything_to_the_first_batch() -> None:
     cells = views(zero=(0, OPEN), minus=(0, OPEN), plus=(0, OPEN))
-    assert next_batches(cells, 50, None) == [BatchRequest(0.0, 0, 50), BatchRequest(-1.0, 0, 50), BatchRequest(1.0, 0, 50)]
+    assert next_batches(cells, 50, None) == [
+        BatchRequest(0.0, 0, 50),
+        BatchRequest(-1.0, 0, 50),
+        BatchRequest(1.0, 0, 50),
+    ]
 
 
 def test_decided_cells_stop_and_zero_follows_the_furthest_open_cell() -> None:
@@ -256,13 +264,25 @@ def test_adaptive_shards_keep_a_benchmarks_multipliers_together(tmp_path) -> Non
     from tests.helpers import TASKS_FILE, write_jsonl
 
     multipliers = ["-1.0", "0.0", "0.5", "1.0"]
-    write_jsonl(tmp_path / "deployments.jsonl",
-                [{"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "k"} for i, m in enumerate(multipliers)])
-    write_jsonl(tmp_path / "benchmarks.jsonl", [
-        {"name": f"B{i}", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "C", "task_args": {"offset": i}}
-        for i in range(9)
-    ] + [{"name": "Subsets", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "C",
-          "subsets": [{"offset": 100}, {"offset": 200}]}])
+    write_jsonl(
+        tmp_path / "deployments.jsonl",
+        [{"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "k"} for i, m in enumerate(multipliers)],
+    )
+    write_jsonl(
+        tmp_path / "benchmarks.jsonl",
+        [
+            {"name": f"B{i}", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "C", "task_args": {"offset": i}}
+            for i in range(9)
+        ]
+        + [
+            {
+                "name": "Subsets",
+                "eval_name": f"{TASKS_FILE}@arithmetic",
+                "category": "C",
+                "subsets": [{"offset": 100}, {"offset": 200}],
+            }
+        ],
+    )
     deployments = load_deployments(tmp_path / "deployments.jsonl")
     benchmarks = load_benchmarks(tmp_path / "benchmarks.jsonl")
     signatures = resolve_benchmarks(benchmarks)

@@ -16,8 +16,18 @@ ROOT = REPO
 def test_shipped_benchmarks_resolve_to_installed_tasks_that_accept_their_arguments():
     benchmarks = load_benchmarks(ROOT / "benchmarks.jsonl")
     assert [b.name for b in benchmarks] == [
-        "MMLU", "IFEval", "ARC_Easy", "ARC_Challenge", "GPQA", "HumanEval", "MBPP", "GSM8K",
-        "CommonSenseQA", "TruthfulQA", "Sycophancy", "XSTest",
+        "MMLU",
+        "IFEval",
+        "ARC_Easy",
+        "ARC_Challenge",
+        "GPQA",
+        "HumanEval",
+        "MBPP",
+        "GSM8K",
+        "CommonSenseQA",
+        "TruthfulQA",
+        "Sycophancy",
+        "XSTest",
     ]
     signatures = resolve_benchmarks(benchmarks)
     deployments = load_deployments(ROOT / "deployments_template.jsonl")
@@ -41,39 +51,57 @@ def test_template_has_the_seven_multipliers():
 
 
 def test_multiplier_labels_are_kept_as_written(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"multiplier": "-1.5", "url": "http://h/v1", "key": "k1"},
-        {"multiplier": 0.0, "url": "http://h/v1", "key": "k2"},
-        {"multiplier": 1, "url": "http://h/v1", "key": "k3"},
-    ])
-    assert [d.multiplier.folder for d in load_deployments(path)] == ["multiplier_-1.5", "multiplier_0.0", "multiplier_1"]
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"multiplier": "-1.5", "url": "http://h/v1", "key": "k1"},
+            {"multiplier": 0.0, "url": "http://h/v1", "key": "k2"},
+            {"multiplier": 1, "url": "http://h/v1", "key": "k3"},
+        ],
+    )
+    assert [d.multiplier.folder for d in load_deployments(path)] == [
+        "multiplier_-1.5",
+        "multiplier_0.0",
+        "multiplier_1",
+    ]
 
 
 @pytest.mark.parametrize("a,b", [("0", "0.0"), ("-0", "0"), ("1.50", "1.5")])
 def test_duplicate_multipliers_written_differently(tmp_path, a, b):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"multiplier": a, "url": "http://h/v1", "key": "k1"},
-        {"multiplier": b, "url": "http://h/v1", "key": "k2"},
-    ])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"multiplier": a, "url": "http://h/v1", "key": "k1"},
+            {"multiplier": b, "url": "http://h/v1", "key": "k2"},
+        ],
+    )
     with pytest.raises(ConfigError, match="line 2, field 'multiplier'"):
         load_deployments(path)
 
 
 def test_nonzero_shots_on_a_task_without_fewshot_is_an_error(tmp_path):
-    path = write_jsonl(tmp_path / "b.jsonl", [
-        {"name": "ARC", "eval_name": "inspect_evals/arc_easy", "category": "Reasoning", "shots": 5},
-    ])
+    path = write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"name": "ARC", "eval_name": "inspect_evals/arc_easy", "category": "Reasoning", "shots": 5},
+        ],
+    )
     with pytest.raises(ConfigError, match=r"field 'shots'.*no few-shot parameter"):
         resolve_benchmarks(load_benchmarks(path))
 
 
 def test_unknown_task_and_unknown_argument(tmp_path):
-    path = write_jsonl(tmp_path / "b.jsonl", [{"name": "X", "eval_name": "inspect_evals/no_such_task", "category": "C"}])
+    path = write_jsonl(
+        tmp_path / "b.jsonl", [{"name": "X", "eval_name": "inspect_evals/no_such_task", "category": "C"}]
+    )
     with pytest.raises(ConfigError, match="line 1, field 'eval_name'"):
         resolve_benchmarks(load_benchmarks(path))
-    path = write_jsonl(tmp_path / "b.jsonl", [
-        {"name": "X", "eval_name": "inspect_evals/xstest", "category": "C", "subsets": [{"subsett": "safe"}]},
-    ])
+    path = write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"name": "X", "eval_name": "inspect_evals/xstest", "category": "C", "subsets": [{"subsett": "safe"}]},
+        ],
+    )
     with pytest.raises(ConfigError, match=r"field 'subsets\[0\]'.*no argument 'subsett'"):
         resolve_benchmarks(load_benchmarks(path))
 
@@ -95,8 +123,15 @@ def test_a_shared_server_is_capped_at_32_by_default_and_a_dedicated_one_is_not(t
     from steerbench.core.plan import connection_limits, server_connections
 
     def deployments(shared: int, dedicated: int):
-        lines = [{"multiplier": str(i), "url": "http://one:8000/v1/", "key": "k",
-                  "extra_body": {"vllm_xargs": {"steer_multiplier": i}}} for i in range(shared)]
+        lines = [
+            {
+                "multiplier": str(i),
+                "url": "http://one:8000/v1/",
+                "key": "k",
+                "extra_body": {"vllm_xargs": {"steer_multiplier": i}},
+            }
+            for i in range(shared)
+        ]
         lines += [{"multiplier": str(100 + i), "url": f"http://own{i}:8000/v1", "key": "k"} for i in range(dedicated)]
         return load_deployments(write_jsonl(tmp_path / "d.jsonl", lines))
 
@@ -118,17 +153,20 @@ def test_a_shared_server_is_capped_at_32_by_default_and_a_dedicated_one_is_not(t
         connection_limits(five, RunOptions(all=True, max_connections_per_server=4))
 
 
-@pytest.mark.parametrize("served, shown", [
-    ("/home/x/models/foo", "foo"),
-    ("/home/x/models/foo/", "foo"),
-    ("~/models/foo", "foo"),
-    ("./foo", "foo"),
-    ("../models/foo", "foo"),
-    ("C:\\Users\\x\\models\\foo", "foo"),
-    ("org//foo", "foo"),
-    ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M"),  # a hub id stays whole
-    ("tiny", "tiny"),
-])
+@pytest.mark.parametrize(
+    "served, shown",
+    [
+        ("/home/x/models/foo", "foo"),
+        ("/home/x/models/foo/", "foo"),
+        ("~/models/foo", "foo"),
+        ("./foo", "foo"),
+        ("../models/foo", "foo"),
+        ("C:\\Users\\x\\models\\foo", "foo"),
+        ("org//foo", "foo"),
+        ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M"),  # a hub id stays whole
+        ("tiny", "tiny"),
+    ],
+)
 def test_model_display_name_drops_local_paths(served, shown):
     from steerbench.core.config import Multiplier, model_display_name
     from steerbench.execution.run import inspect_model_name
@@ -139,9 +177,23 @@ def test_model_display_name_drops_local_paths(served, shown):
 
 
 def test_steering_provenance_model_is_shown_by_folder_name(tmp_path):
-    deployments = write_jsonl(tmp_path / "d.jsonl", [{
-        "multiplier": 0, "url": "http://127.0.0.1:8000/v1", "key": "k", "model": "/home/x/models/foo",
-        "steering": {"model": "/home/x/models/foo", "layer": 3, "vector_sha256": "ab" * 32, "normalized": False}}])
+    deployments = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {
+                "multiplier": 0,
+                "url": "http://127.0.0.1:8000/v1",
+                "key": "k",
+                "model": "/home/x/models/foo",
+                "steering": {
+                    "model": "/home/x/models/foo",
+                    "layer": 3,
+                    "vector_sha256": "ab" * 32,
+                    "normalized": False,
+                },
+            }
+        ],
+    )
     (deployment,) = load_deployments(deployments)
     assert deployment.model == "/home/x/models/foo"  # what the server is asked for
     assert deployment.steering["model"] == "foo"

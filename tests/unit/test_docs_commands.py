@@ -47,7 +47,9 @@ def test_the_pages_show_steerbench_commands() -> None:
     assert {argv[0] for _, argv in shown if argv} >= {"demo", "serve", "run", "report", "vector", "check", "status"}
 
 
-@pytest.mark.parametrize(("where", "argv"), _commands(), ids=lambda value: value if isinstance(value, str) else " ".join(value))
+@pytest.mark.parametrize(
+    ("where", "argv"), _commands(), ids=lambda value: value if isinstance(value, str) else " ".join(value)
+)
 def test_every_command_shown_parses_with_the_cli(where: str, argv: list[str]) -> None:
     leaf = _leaf(argv)
     if leaf is None:
@@ -72,7 +74,9 @@ def test_an_unknown_option_is_caught() -> None:
         command.make_parser(click.Context(command)).parse_args(rest)
 
 
-@pytest.mark.parametrize(("title", "loader"), [("deployments.jsonl", load_deployments), ("benchmarks.jsonl", load_benchmarks)])
+@pytest.mark.parametrize(
+    ("title", "loader"), [("deployments.jsonl", load_deployments), ("benchmarks.jsonl", load_benchmarks)]
+)
 def test_every_jsonl_example_loads(tmp_path: Path, title: str, loader) -> None:
     examples = [b for page in pages() for b in blocks(page) if b.title == title]
     assert examples, f"no {title} example found"

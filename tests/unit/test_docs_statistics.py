@@ -15,8 +15,14 @@ PAGE = (DOCS / "explanation" / "statistics.md").read_text(encoding="utf-8")
 
 
 def test_each_example_is_still_on_the_page() -> None:
-    for quoted in ("0/40: [0, 0.088]", "3 of 3 one way: p = 0.25", "+/- 1.96^2 / (n + 1.96^2)",
-                   "63\nof 79 characters, 0.80", "p = 0.98^40 = 0.45", "P(Binomial(40, 0.1) <= 1) = 0.080"):
+    for quoted in (
+        "0/40: [0, 0.088]",
+        "3 of 3 one way: p = 0.25",
+        "+/- 1.96^2 / (n + 1.96^2)",
+        "63\nof 79 characters, 0.80",
+        "p = 0.98^40 = 0.45",
+        "P(Binomial(40, 0.1) <= 1) = 0.080",
+    ):
         assert quoted in PAGE, quoted
 
 
@@ -32,7 +38,7 @@ def test_three_changes_all_one_way() -> None:
 
 def test_no_changed_sample_still_gives_an_interval() -> None:
     n = 40
-    assert score_interval(0, 0, n) == pytest.approx((-Z_95**2 / (n + Z_95**2), Z_95**2 / (n + Z_95**2)))
+    assert score_interval(0, 0, n) == pytest.approx((-(Z_95**2) / (n + Z_95**2), Z_95**2 / (n + Z_95**2)))
 
 
 def test_repetition_of_a_period_eight_loop() -> None:

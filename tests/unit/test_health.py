@@ -59,7 +59,9 @@ LOOP = " ".join(["a b c d"] * 10)  # 79 characters of period 8
         ("Hello, world! " * 4, 28 / 56),
     ],
 )
-def test_repetition_is_the_share_of_characters_in_a_stretch_said_twice_before(text: str | None, expected: float) -> None:
+def test_repetition_is_the_share_of_characters_in_a_stretch_said_twice_before(
+    text: str | None, expected: float
+) -> None:
     assert repetition(text) == pytest.approx(expected, abs=1e-12)
 
 
@@ -105,10 +107,22 @@ def test_a_healthy_code_answer_stays_well_below_a_loop_at_any_length() -> None:
 
 def test_a_sample_record_is_a_small_json_dict() -> None:
     record = sample_record(LOOP, "max_tokens", 512, sample_id=7, epoch=1)
-    assert record == {"id": "7", "epoch": 1, "stop": "max_tokens", "truncated": 1, "empty": 0,
-                      "repetition": pytest.approx(63 / 79, abs=1e-15), "tokens": 512}
-    assert sample_record("  ", "stop", None) == {"stop": "stop", "truncated": 0, "empty": 1,
-                                                  "repetition": 0.0, "tokens": None}
+    assert record == {
+        "id": "7",
+        "epoch": 1,
+        "stop": "max_tokens",
+        "truncated": 1,
+        "empty": 0,
+        "repetition": pytest.approx(63 / 79, abs=1e-15),
+        "tokens": 512,
+    }
+    assert sample_record("  ", "stop", None) == {
+        "stop": "stop",
+        "truncated": 0,
+        "empty": 1,
+        "repetition": 0.0,
+        "tokens": None,
+    }
     assert json.loads(json.dumps(record)) == record
 
 
@@ -130,8 +144,12 @@ def test_cell_health_gives_the_four_csv_columns() -> None:
 
 
 def test_by_sample_averages_epochs() -> None:
-    records = [sample_record("", "stop", 1, "a", 1), sample_record("x", "stop", 3, "a", 2),
-               sample_record("x", "max_tokens", 5, "b", 1), sample_record("x", "stop", 5)]  # no id: left out
+    records = [
+        sample_record("", "stop", 1, "a", 1),
+        sample_record("x", "stop", 3, "a", 2),
+        sample_record("x", "max_tokens", 5, "b", 1),
+        sample_record("x", "stop", 5),
+    ]  # no id: left out
     assert by_sample(records, "empty") == {"a": 0.5, "b": 0.0}
     assert by_sample(records, "truncated") == {"a": 0.0, "b": 1.0}
     assert by_sample(records, "tokens") == {"a": 2.0, "b": 5.0}
@@ -144,8 +162,12 @@ def test_the_sidecar_round_trips_and_old_or_foreign_files_give_empty_columns() -
     assert len(text.splitlines()) == 3  # the header line, then one line per record
     header = parse_sidecar_header(text.splitlines()[0])
     assert header is not None and header["n_records"] == 2
-    assert cell_columns(header) == {"output_truncated_rate": 0.5, "output_empty_rate": 0.5,
-                                    "output_repetition": 0.0, "output_tokens_mean": 3.0}
+    assert cell_columns(header) == {
+        "output_truncated_rate": 0.5,
+        "output_empty_rate": 0.5,
+        "output_repetition": 0.0,
+        "output_tokens_mean": 3.0,
+    }
     document = parse_sidecar(text)
     assert document is not None and document["samples"] == records
     # a torn last line loses that record only
@@ -161,16 +183,29 @@ def test_the_sidecar_round_trips_and_old_or_foreign_files_give_empty_columns() -
 def test_a_version_1_sidecar_keeps_three_columns_and_drops_its_word_4_gram_repetition() -> None:
     """Sidecars written before the character measure (version 1) stay readable: truncated, empty
     and tokens as they were; their repetition, another measure, is never mixed into the column."""
-    old_records = [{"id": "1", "epoch": 1, "stop": "stop", "truncated": 0, "empty": 0, "repetition": 0.5, "tokens": 4},
-                   {"id": "2", "epoch": 1, "stop": "max_tokens", "truncated": 1, "empty": 0, "repetition": 0.1,
-                    "tokens": 8}]
-    header = {"format": "steerbench-output-health", "version": 1, "n_records": 2,
-              "cell": {"output_truncated_rate": 0.5, "output_empty_rate": 0.0, "output_repetition": 0.3,
-                       "output_tokens_mean": 6.0}}
+    old_records = [
+        {"id": "1", "epoch": 1, "stop": "stop", "truncated": 0, "empty": 0, "repetition": 0.5, "tokens": 4},
+        {"id": "2", "epoch": 1, "stop": "max_tokens", "truncated": 1, "empty": 0, "repetition": 0.1, "tokens": 8},
+    ]
+    header = {
+        "format": "steerbench-output-health",
+        "version": 1,
+        "n_records": 2,
+        "cell": {
+            "output_truncated_rate": 0.5,
+            "output_empty_rate": 0.0,
+            "output_repetition": 0.3,
+            "output_tokens_mean": 6.0,
+        },
+    }
     text = "".join(json.dumps(line) + "\n" for line in [header, *old_records])
     parsed = parse_sidecar_header(text.splitlines()[0])
-    assert cell_columns(parsed) == {"output_truncated_rate": 0.5, "output_empty_rate": 0.0,
-                                    "output_repetition": None, "output_tokens_mean": 6.0}
+    assert cell_columns(parsed) == {
+        "output_truncated_rate": 0.5,
+        "output_empty_rate": 0.0,
+        "output_repetition": None,
+        "output_tokens_mean": 6.0,
+    }
     document = parse_sidecar(text)
     assert document is not None
     assert by_sample(document["samples"], "repetition") == {}

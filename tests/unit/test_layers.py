@@ -100,7 +100,7 @@ def test_no_import_cycle() -> None:
         state[name] = 1
         for target in sorted(graph[name]):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target] if target in path else [name, target])
+                cycles.append(path[path.index(target) :] + [target] if target in path else [name, target])
             elif target not in state:
                 visit(target, [*path, target])
         state[name] = 2

@@ -27,12 +27,14 @@ import torch  # noqa: E402
 
 PROMPT = "What is two plus two?"
 NEW_TOKENS = 10
-DATASET = [("I love this, it is wonderful!", "I hate this, it is awful."),
-           ("What a great and happy day.", "What a terrible and sad day."),
-           ("You are brilliant and kind.", "You are stupid and cruel."),
-           ("Everything is going perfectly.", "Everything is going wrong."),
-           ("I feel joyful and calm.", "I feel miserable and angry."),
-           ("This is the best news ever.", "This is the worst news ever.")]
+DATASET = [
+    ("I love this, it is wonderful!", "I hate this, it is awful."),
+    ("What a great and happy day.", "What a terrible and sad day."),
+    ("You are brilliant and kind.", "You are stupid and cruel."),
+    ("Everything is going perfectly.", "Everything is going wrong."),
+    ("I feel joyful and calm.", "I feel miserable and angry."),
+    ("This is the best news ever.", "This is the worst news ever."),
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,31 +53,44 @@ def load(tiny: Path):
 
 
 def prompt_ids(tokenizer) -> torch.Tensor:
-    return tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
-                                         return_tensors="pt", return_dict=True)["input_ids"]
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROMPT}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
 
 
 def greedy(model, tokenizer) -> list[int]:
     ids = prompt_ids(tokenizer)
     with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.eos_token_id,
-                             eos_token_id=None)
-    return out[0, ids.shape[1]:].tolist()
+        out = model.generate(
+            ids, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.eos_token_id, eos_token_id=None
+        )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def steerbench_reference(tiny: Path, vector_file: Path, multiplier: float) -> tuple[list[int], list[int]]:
     """(steered, unsteered) greedy tokens: a forward hook adding multiplier × v after each layer steerbench read."""
     model, tokenizer = load(tiny)
     config = json.loads((tiny / "config.json").read_text())
-    vectors = load_vectors(vector_file, hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"],
-                           layer=None, normalize=False, model_type=config["model_type"])
+    vectors = load_vectors(
+        vector_file,
+        hidden_size=config["hidden_size"],
+        num_layers=config["num_hidden_layers"],
+        layer=None,
+        normalize=False,
+        model_type=config["model_type"],
+    )
     assert vectors.warnings == ()
     unsteered = greedy(model, tokenizer)
     handles = []
     for layer, vector in vectors.vectors.items():
         delta = multiplier * torch.tensor(vector, dtype=torch.float32)
-        handles.append(model.model.layers[layer].register_forward_hook(
-            lambda module, args, output, delta=delta: (output[0] + delta, *output[1:]) if isinstance(output, tuple) else output + delta))
+        handles.append(
+            model.model.layers[layer].register_forward_hook(
+                lambda module, args, output, delta=delta: (
+                    (output[0] + delta, *output[1:]) if isinstance(output, tuple) else output + delta
+                )
+            )
+        )
     try:
         return greedy(model, tokenizer), unsteered
     finally:
@@ -102,7 +117,9 @@ def test_repeng_gguf_steers_as_repeng_does(tiny, tmp_path):
         np.testing.assert_array_equal(read.per_layer[layer], vector.directions[layer].astype(np.float64))
     gguf = pytest.importorskip("gguf")
     for tensor in gguf.GGUFReader(str(path)).tensors:  # the gguf package's own reader agrees
-        np.testing.assert_array_equal(read.per_layer[int(tensor.name.split(".")[1])], np.asarray(tensor.data, dtype=np.float64))
+        np.testing.assert_array_equal(
+            read.per_layer[int(tensor.name.split(".")[1])], np.asarray(tensor.data, dtype=np.float64)
+        )
 
     coefficient = 8.0  # the directions are unit vectors: a strength that changes the tiny model's output
     controlled = repeng.ControlModel(model, [1, 2])
@@ -136,10 +153,23 @@ def test_lm_eval_steered_file_steers_as_lm_eval_does(tiny, tmp_path):
 
     rng = np.random.default_rng(0)
     path = tmp_path / "steer.pt"
-    torch.save({"layers.1": {"steering_vector": torch.tensor(rng.normal(size=64), dtype=torch.float32),
-                             "steering_coefficient": 4.0, "action": "add", "bias": None, "head_index": None},
-                "layers.3": {"steering_vector": torch.tensor(rng.normal(size=64), dtype=torch.float32),
-                             "steering_coefficient": -2.0, "action": "add"}}, path)
+    torch.save(
+        {
+            "layers.1": {
+                "steering_vector": torch.tensor(rng.normal(size=64), dtype=torch.float32),
+                "steering_coefficient": 4.0,
+                "action": "add",
+                "bias": None,
+                "head_index": None,
+            },
+            "layers.3": {
+                "steering_vector": torch.tensor(rng.normal(size=64), dtype=torch.float32),
+                "steering_coefficient": -2.0,
+                "action": "add",
+            },
+        },
+        path,
+    )
     read = read_vector_file(path)
     assert read.format == "lm-eval steered (.pt)" and sorted(read.per_layer) == [1, 3]
 
@@ -147,7 +177,7 @@ def test_lm_eval_steered_file_steers_as_lm_eval_does(tiny, tmp_path):
     _, tokenizer = load(tiny)
     ids = prompt_ids(tokenizer)
     out = steered._model_generate(ids, max_length=ids.shape[1] + NEW_TOKENS, stop=[], do_sample=False)
-    library_tokens = out[0, ids.shape[1]:].tolist()
+    library_tokens = out[0, ids.shape[1] :].tolist()
     reference, unsteered = steerbench_reference(tiny, path, 1.0)  # the coefficient is folded into the vectors
     assert library_tokens == reference and reference != unsteered
 
@@ -190,12 +220,21 @@ def test_steering_vectors_file_is_read_without_the_library(tmp_path):
         read_vector_file(path)
 
 
-@pytest.mark.parametrize(("config", "needle"), [
-    ({"layers.1": {"steering_vector": torch.ones(8), "steering_coefficient": 2.0, "action": "clamp"}}, "action 'clamp'"),
-    ({"layers.1": {"steering_vector": torch.ones(8), "action": "add", "head_index": 3}}, "one attention head"),
-    ({"layers.1.mlp": {"steering_vector": torch.ones(8), "action": "add"}}, "'layers.1.mlp' is not a decoder layer's output"),
-    ({"layers.1": {"steering_vector": torch.ones(8), "action": "scale"}}, "action 'scale'"),
-])
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        (
+            {"layers.1": {"steering_vector": torch.ones(8), "steering_coefficient": 2.0, "action": "clamp"}},
+            "action 'clamp'",
+        ),
+        ({"layers.1": {"steering_vector": torch.ones(8), "action": "add", "head_index": 3}}, "one attention head"),
+        (
+            {"layers.1.mlp": {"steering_vector": torch.ones(8), "action": "add"}},
+            "'layers.1.mlp' is not a decoder layer's output",
+        ),
+        ({"layers.1": {"steering_vector": torch.ones(8), "action": "scale"}}, "action 'scale'"),
+    ],
+)
 def test_lm_eval_files_steerbench_cannot_serve(tmp_path, config, needle):
     path = tmp_path / "steer.pt"
     torch.save(config, path)
@@ -206,7 +245,9 @@ def test_lm_eval_files_steerbench_cannot_serve(tmp_path, config, needle):
 
 def test_lm_eval_coefficient_is_folded_in(tmp_path):
     path = tmp_path / "steer.pt"
-    torch.save({"layers.2": {"steering_vector": torch.arange(8.0), "steering_coefficient": -1.5, "action": "add"}}, path)
+    torch.save(
+        {"layers.2": {"steering_vector": torch.arange(8.0), "steering_coefficient": -1.5, "action": "add"}}, path
+    )
     vectors = load_vectors(path, hidden_size=8, num_layers=4, layer=None, normalize=False)
     assert vectors.layers == [2] and np.array_equal(vectors.vectors[2], -1.5 * np.arange(8.0))
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from steerbench.serve.patch_points import FIXED, PER_REQUEST, check_tree, check_wheel
 from tests.helpers import REPO
 
-LOADER = '''
+LOADER = """
 class BaseModelLoader:
     def load_model(self, vllm_config, model_config, prefix=""):
         return None
-'''
-RUNNER = '''
+"""
+RUNNER = """
 class GPUModelRunner(LoRAModelRunnerMixin):
     def __init__(self):
         self.requests: dict = {}
@@ -29,8 +29,8 @@ class GPUModelRunner(LoRAModelRunnerMixin):
 
     def _model_forward(self, input_ids=None, positions=None):
         pass
-'''
-BATCH = '''
+"""
+BATCH = """
 class InputBatch:
     @property
     def req_ids(self):
@@ -43,7 +43,7 @@ class InputBatch:
     def __init__(self):
         self.num_computed_tokens_cpu = self.num_computed_tokens_cpu_tensor.numpy()
         self.num_prompt_tokens = self.num_prompt_tokens_cpu_tensor.numpy()
-'''
+"""
 CPU_RUNNER = "class CPUModelRunner(GPUModelRunner):\n    pass\n"
 
 
@@ -80,8 +80,10 @@ def test_a_release_with_every_patch_point_supports_both_modes(tmp_path: Path) ->
 
 
 def test_a_renamed_method_or_changed_signature_is_found(tmp_path: Path) -> None:
-    renamed = RUNNER.replace("def _prepare_inputs(self, scheduler_output, num_scheduled_tokens)",
-                             "def _prepare_inputs(self, scheduler_output, tokens_per_request)")
+    renamed = RUNNER.replace(
+        "def _prepare_inputs(self, scheduler_output, num_scheduled_tokens)",
+        "def _prepare_inputs(self, scheduler_output, tokens_per_request)",
+    )
     report = check_tree(write_tree(tmp_path, release("0.33.1", runner=renamed)))
     assert not report.supports(FIXED) and not report.supports(PER_REQUEST)  # both fill the table there
     bad = [f for f in report.findings if not f.ok]
@@ -111,16 +113,22 @@ def test_a_runner_without_its_requests_breaks_only_per_request(tmp_path: Path) -
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "check_vllm_patch_points.py"), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_vllm_patch_points.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_script_fails_only_for_a_broken_release_inside_the_serve_range(tmp_path: Path) -> None:
     broken = release("0.33.0")
     del broken["vllm/v1/worker/gpu_input_batch.py"]
     inside = write_wheel(tmp_path / "vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl", broken)
-    outside = write_wheel(tmp_path / "vllm-0.34.0-cp38-abi3-manylinux_2_28_x86_64.whl",
-                          {**broken, "vllm/_version.py": "__version__ = '0.34.0'\n"})
+    outside = write_wheel(
+        tmp_path / "vllm-0.34.0-cp38-abi3-manylinux_2_28_x86_64.whl",
+        {**broken, "vllm/_version.py": "__version__ = '0.34.0'\n"},
+    )
     whole = write_wheel(tmp_path / "vllm-0.32.0-cp38-abi3-manylinux_2_28_x86_64.whl", release("0.32.0"))
 
     failed = run_script(str(inside))

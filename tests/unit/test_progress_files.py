@@ -17,7 +17,9 @@ def spec(samples: int = 10, limit: object = None, epochs: int = 1, meta: dict | 
     return SimpleNamespace(
         dataset=SimpleNamespace(samples=samples, sample_ids=None),
         config=SimpleNamespace(limit=limit, epochs=epochs, sample_id=None),
-        metadata={"steerbench": meta or {"benchmark": "MMLU", "subset": "", "category": "General", "multiplier": "0.5"}},
+        metadata={
+            "steerbench": meta or {"benchmark": "MMLU", "subset": "", "category": "General", "multiplier": "0.5"}
+        },
     )
 
 
@@ -55,15 +57,27 @@ def test_shards_of_a_cell_add_up() -> None:
 def test_plain_lines_at_most_once_per_interval() -> None:
     printed: list[str] = []
     monitor = PlainMonitor(every=60, out=printed.append)
-    cell = CellProgress("MMLU", "", "General", "0.5", total=14042, done=123, retries=2, first_error="HTTP 503",
-                        started=1000.0, updated=1030.0)
+    cell = CellProgress(
+        "MMLU",
+        "",
+        "General",
+        "0.5",
+        total=14042,
+        done=123,
+        retries=2,
+        first_error="HTTP 503",
+        started=1000.0,
+        updated=1030.0,
+    )
     monitor.update([cell], now=1030.0)
     assert printed == []  # not before one interval
     monitor.update([cell], now=1061.0)
     monitor.update([cell], now=1090.0)
     # as of 1061: 123 samples in 61 s (the 31 s since the last one count too)
-    assert printed == ["[multiplier 0.5] MMLU: 123/14042 samples, 2.02 samples/s, ETA 1h 55m; "
-                       "0 errors, 2 retries, first error: HTTP 503"]
+    assert printed == [
+        "[multiplier 0.5] MMLU: 123/14042 samples, 2.02 samples/s, ETA 1h 55m; "
+        "0 errors, 2 retries, first error: HTTP 503"
+    ]
     assert progress_line(cell, 1061.0) == printed[0]
     # without a time, the rate is the one at the file's last update
     assert "4.10 samples/s, ETA 56m 35s" in progress_line(cell)
@@ -104,10 +118,16 @@ def test_a_cell_with_nothing_to_measure_says_so_once() -> None:
 
 
 def test_missing_flags_grouped_per_benchmark() -> None:
-    rows = [{"benchmark": b, "subset": "", "multiplier": m, "status": "missing" if (b, m) != ("A", "0") else "success"}
-            for b in ("A", "B") for m in ("-1", "0", "1")]
-    flags = [Flag("missing", r["benchmark"], "", r["multiplier"], "planned, but there is no log")
-             for r in rows if r["status"] == "missing"]
+    rows = [
+        {"benchmark": b, "subset": "", "multiplier": m, "status": "missing" if (b, m) != ("A", "0") else "success"}
+        for b in ("A", "B")
+        for m in ("-1", "0", "1")
+    ]
+    flags = [
+        Flag("missing", r["benchmark"], "", r["multiplier"], "planned, but there is no log")
+        for r in rows
+        if r["status"] == "missing"
+    ]
     lines = [str(f) for f in grouped(flags, rows)]
     assert lines == [
         "missing: A at multipliers -1, 1: planned, but there is no log",
@@ -123,8 +143,12 @@ def test_the_live_view_has_a_line_per_running_cell_and_a_total() -> None:
 
     from steerbench.cli.progress import MAX_CELL_ROWS, live_table
 
-    cells = [CellProgress("MMLU", "", "General", m, total=100, done=40, retries=1, first_error="HTTP 503",
-                          started=0.0, updated=10.0) for m in ("-1.0", "0.0")]
+    cells = [
+        CellProgress(
+            "MMLU", "", "General", m, total=100, done=40, retries=1, first_error="HTTP 503", started=0.0, updated=10.0
+        )
+        for m in ("-1.0", "0.0")
+    ]
     cells.append(CellProgress("GSM8K", "", "Math", "0.0", total=50, done=50, started=0.0, updated=5.0, finished=True))
     console = Console(record=True, width=140)
     console.print(live_table(cells, planned_cells=6))
@@ -137,8 +161,10 @@ def test_the_live_view_has_a_line_per_running_cell_and_a_total() -> None:
     later = console.export_text()
     assert "2.00 samples/s" in later and "30 s" in later
     assert "total: 1 of 6 cells finished" in text and "130/250" in text
-    many = [CellProgress(f"B{i}", "", "C", str(i % 2), total=10, done=1, started=0.0, updated=1.0)
-            for i in range(MAX_CELL_ROWS + 1)]
+    many = [
+        CellProgress(f"B{i}", "", "C", str(i % 2), total=10, done=1, started=0.0, updated=1.0)
+        for i in range(MAX_CELL_ROWS + 1)
+    ]
     console = Console(record=True, width=140)
     console.print(live_table(many, planned_cells=40))
     text = console.export_text()

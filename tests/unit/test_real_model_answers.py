@@ -38,8 +38,11 @@ def test_every_degenerate_answer_is_more_repetitive_than_every_healthy_one() -> 
 
 def test_each_degenerate_cell_scores_far_above_the_healthy_answers() -> None:
     def cell(label: str, multiplier: str) -> dict:
-        records = [sample_record(row["text"], row["stop"], None) for row in answers()
-                   if (row["label"], row["multiplier"]) == (label, multiplier)]
+        records = [
+            sample_record(row["text"], row["stop"], None)
+            for row in answers()
+            if (row["label"], row["multiplier"]) == (label, multiplier)
+        ]
         return cell_health(records)
 
     healthy = cell("healthy", "0")

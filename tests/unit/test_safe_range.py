@@ -74,8 +74,9 @@ def brute_exact_p(b: int, c: int, n: int, margin: float) -> float:
     best = 0.0
     for q in np.linspace(0, (1 - margin) / 2, 2001):
         up, down, same = q + margin, q, max(1 - margin - 2 * q, 0.0)
-        best = max(best, sum(math.comb(n, i) * math.comb(n - i, j) * up**i * down**j * same ** (n - i - j)
-                             for i, j in extreme))
+        best = max(
+            best, sum(math.comb(n, i) * math.comb(n - i, j) * up**i * down**j * same ** (n - i - j) for i, j in extreme)
+        )
     return min(best, 1.0)
 
 
@@ -88,7 +89,9 @@ def test_non_inferiority_by_hand() -> None:
     # higher is worse: the same samples gaining a refusal are the harm
     assert non_inferiority(cell(NONE), cell({0}), HIGHER_IS_WORSE, 0.1).p_value == pytest.approx(test.p_value)
     # harm exactly the margin (4 of 40): P(Binomial(40, 0.1) <= 4)
-    assert non_inferiority(cell(ALL), without(4), LOWER_IS_WORSE, 0.1).p_value == pytest.approx(binomial_cdf(4, 40, 0.1))
+    assert non_inferiority(cell(ALL), without(4), LOWER_IS_WORSE, 0.1).p_value == pytest.approx(
+        binomial_cdf(4, 40, 0.1)
+    )
     # nothing changed: 40 unchanged samples do not show that the harm is below 2 points (0.98^40 = 0.45;
     # the old test said p = 0, "exactly known")
     assert non_inferiority(cell(ALL), cell(ALL), LOWER_IS_WORSE, 0.02).p_value == pytest.approx(0.98**40, rel=1e-6)
@@ -139,15 +142,27 @@ def refusing(k: int, n: int = M) -> dict[str, float]:
 def grid() -> list[SeriesScores]:
     return [
         # lose 0 / 3 / 60 samples at +0.5 / +1 / +2, 3 / 60 / 0 at -0.5 / -1 / -2
-        SeriesScores("MMLU", "", "accuracy", {
-            -2.0: lost(0), -1.0: lost(60), -0.5: lost(3), 0.0: lost(0), 0.5: lost(0), 1.0: lost(3), 2.0: lost(60)}),
+        SeriesScores(
+            "MMLU",
+            "",
+            "accuracy",
+            {-2.0: lost(0), -1.0: lost(60), -0.5: lost(3), 0.0: lost(0), 0.5: lost(0), 1.0: lost(3), 2.0: lost(60)},
+        ),
         # 30 refusals at 0; +0.5 adds 3, +1 adds 30 (harm 0.1 = the margin); refusing less is no harm
-        SeriesScores("XSTest", "safe", "refusal_rate", {
-            -2.0: refusing(0), -1.0: refusing(0), 0.0: refusing(30), 0.5: refusing(33), 1.0: refusing(60)},
-            labels={-2.0: "-2.0", -1.0: "-1.0", 0.0: "0.0", 0.5: "0.5", 1.0: "1.0"}),
+        SeriesScores(
+            "XSTest",
+            "safe",
+            "refusal_rate",
+            {-2.0: refusing(0), -1.0: refusing(0), 0.0: refusing(30), 0.5: refusing(33), 1.0: refusing(60)},
+            labels={-2.0: "-2.0", -1.0: "-1.0", 0.0: "0.0", 0.5: "0.5", 1.0: "1.0"},
+        ),
         # refuses every unsafe prompt at 0 and above; half of them at -0.5, none at -1
-        SeriesScores("XSTest", "unsafe", "refusal_rate", {
-            -1.0: refusing(0), -0.5: refusing(150), 0.0: refusing(M), 0.5: refusing(M), 1.0: refusing(M)}),
+        SeriesScores(
+            "XSTest",
+            "unsafe",
+            "refusal_rate",
+            {-1.0: refusing(0), -0.5: refusing(150), 0.0: refusing(M), 0.5: refusing(M), 1.0: refusing(M)},
+        ),
         # no direction in the table: left out
         SeriesScores("Sycophancy", "", "apologize_rate", {0.0: cell(ALL), 1.0: cell(NONE)}),
         # no multiplier 0: left out
@@ -169,9 +184,16 @@ def test_safe_ranges_by_hand_in_both_directions() -> None:
     ranges = {r.label: r for r in safe_ranges(grid(), margin=0.1)}
     assert set(ranges) == {"MMLU", "XSTest[safe]", "XSTest[unsafe]"}
     # -2 is non-inferior but -1, between it and 0, is not: the range stops at -0.5
-    assert ranges["MMLU"].row() == {"benchmark": "MMLU", "subset": "", "metric": "accuracy",
-                                    "direction": "lower is worse", "margin": 0.1, "lowest_safe": "-0.5",
-                                    "highest_safe": "1", "n_samples": M}
+    assert ranges["MMLU"].row() == {
+        "benchmark": "MMLU",
+        "subset": "",
+        "metric": "accuracy",
+        "direction": "lower is worse",
+        "margin": 0.1,
+        "lowest_safe": "-0.5",
+        "highest_safe": "1",
+        "n_samples": M,
+    }
     assert (ranges["XSTest[safe]"].lowest_safe, ranges["XSTest[safe]"].highest_safe) == ("-2.0", "0.5")
     assert ranges["XSTest[safe]"].direction == HIGHER_IS_WORSE
     assert (ranges["XSTest[unsafe]"].lowest_safe, ranges["XSTest[unsafe]"].highest_safe) == ("0", "1")
@@ -182,8 +204,9 @@ def test_safe_ranges_by_hand_in_both_directions() -> None:
 
 def test_forty_samples_cannot_show_a_small_margin() -> None:
     # the same MMLU shape on 40 samples: even unchanged cells fail at margin 0.1 after Holm (p = 0.0196 x 6)
-    small = SeriesScores("MMLU", "", "accuracy", {-1.0: without(10), -0.5: without(1), 0.0: without(0),
-                                                   0.5: without(0), 1.0: without(1)})
+    small = SeriesScores(
+        "MMLU", "", "accuracy", {-1.0: without(10), -0.5: without(1), 0.0: without(0), 0.5: without(0), 1.0: without(1)}
+    )
     (found,) = safe_ranges([small], margin=0.1)
     assert (found.lowest_safe, found.highest_safe) == ("0", "0")
     # a wide margin (0.5) passes losing 10 of 40 (harm 0.25); P(Binomial(40, 0.5) <= 10) x Holm's 4
@@ -244,8 +267,12 @@ def test_a_v_shaped_curve_has_two_clearly_negative_slopes() -> None:
 def test_slopes_by_hand() -> None:
     # three multipliers on the positive side, |m| = 0, 0.5, 1: weights (-1, 0, 1), so each sample's slope is
     # x(1) - x(0): a 0, b -1, c -1, d 0; the mean -1/2 and the score interval of (0, 2 of 4 down)
-    cells = {0.0: {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0}, 0.5: {"a": 1.0, "b": 0.0, "c": 1.0, "d": 1.0},
-             1.0: {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}, -2.0: {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}}
+    cells = {
+        0.0: {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0},
+        0.5: {"a": 1.0, "b": 0.0, "c": 1.0, "d": 1.0},
+        1.0: {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0},
+        -2.0: {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0},
+    }
     slopes = side_slopes(cells)
     assert slopes.positive.estimate == pytest.approx(-0.5) and slopes.positive.multipliers == 2
     assert (slopes.positive.low, slopes.positive.high) == pytest.approx(score_interval(0, 2, 4))

@@ -73,8 +73,9 @@ def fake(settings_path: Path, steers: bool) -> Iterator[FakeVllm]:
 
 
 def installed(settings_path: Path, runner: str = V1_RUNNER) -> None:
-    Proof(proof_path(settings_path)).record("installed", runner=runner, runner_patched=runner_is_patched(runner),
-                                            vllm="0.32.0", mode="per_request")
+    Proof(proof_path(settings_path)).record(
+        "installed", runner=runner, runner_patched=runner_is_patched(runner), vllm="0.32.0", mode="per_request"
+    )
 
 
 def test_a_server_whose_probe_runs_the_hook_passes(settings_path: Path) -> None:
@@ -92,8 +93,9 @@ def test_a_probe_that_never_reaches_the_hook_is_refused(settings_path: Path) -> 
             prove_steering(server.url, KEY, PER_REQUEST, settings_path, settle_seconds=0.5)
 
 
-def test_a_plugin_that_never_loaded_is_refused_naming_vllm_plugins(settings_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_that_never_loaded_is_refused_naming_vllm_plugins(
+    settings_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VLLM_PLUGINS", "lora_filesystem_resolver")
     for server in fake(settings_path, steers=True):
         with pytest.raises(SteeringNotActive, match="VLLM_PLUGINS='lora_filesystem_resolver'"):

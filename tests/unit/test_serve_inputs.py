@@ -64,8 +64,10 @@ def test_layer_out_of_range(model_dir, vector, layer):
     assert_one_error(serve(*args), f"--layer {layer}", "4 decoder layers")
 
 
-@pytest.mark.parametrize("text, needle", [("0,x", "'x' is not a number"), ("0,,1", "comma-separated"),
-                                          ("1,1.0", "repeats"), ("nan", "finite")])
+@pytest.mark.parametrize(
+    "text, needle",
+    [("0,x", "'x' is not a number"), ("0,,1", "comma-separated"), ("1,1.0", "repeats"), ("nan", "finite")],
+)
 def test_malformed_multipliers(model_dir, vector, text, needle):
     assert_one_error(serve(*base(model_dir, vector, text)), "--multipliers", needle)
 
@@ -79,12 +81,15 @@ def test_taken_port(model_dir, vector):
     assert_one_error(result, f"127.0.0.1:{port}", "already in use")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--port", "9000"], "--port after `--`"),
-    (["--served-model-name", "x"], "use --served-model-name of steerbench serve"),
-    (["--served_model_name=x"], "--served_model_name after `--`"),  # vLLM reads _ as -
-    (["--api-key=k"], "--key-env"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--port", "9000"], "--port after `--`"),
+        (["--served-model-name", "x"], "use --served-model-name of steerbench serve"),
+        (["--served_model_name=x"], "--served_model_name after `--`"),  # vLLM reads _ as -
+        (["--api-key=k"], "--key-env"),
+    ],
+)
 def test_reserved_vllm_flag_after_dash_dash(model_dir, vector, args, needle):
     assert_one_error(serve(*base(model_dir, vector), "--", *args), needle)
 
@@ -157,8 +162,13 @@ def _vectors():
 def test_gpu_placement_round_robin_over_tensor_parallel_groups():
     from steerbench.serve.plan import ServeOptions, parse_multipliers, plan_servers
 
-    options = ServeOptions(model="m", multipliers=parse_multipliers("-1,0,1"), gpus=("0", "1", "2", "3"),
-                           tensor_parallel_size=2, gpu_memory_utilization=0.3)
+    options = ServeOptions(
+        model="m",
+        multipliers=parse_multipliers("-1,0,1"),
+        gpus=("0", "1", "2", "3"),
+        tensor_parallel_size=2,
+        gpu_memory_utilization=0.3,
+    )
     plan = plan_servers(options, _vectors(), ["k1", "k2", "k3"], python="python")
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan.servers] == ["0,1", "2,3", "0,1"]
     for server in plan.servers:
@@ -171,8 +181,9 @@ def test_gpu_placement_round_robin_over_tensor_parallel_groups():
 def test_gpu_options_are_ignored_with_a_note_on_a_cpu_build():
     from steerbench.serve.plan import ServeOptions, parse_multipliers, plan_servers
 
-    options = ServeOptions(model="m", multipliers=parse_multipliers("0,1"), gpus=("0",), gpu_memory_utilization=0.5,
-                           cpu_build=True)
+    options = ServeOptions(
+        model="m", multipliers=parse_multipliers("0,1"), gpus=("0",), gpu_memory_utilization=0.5, cpu_build=True
+    )
     plan = plan_servers(options, _vectors(), ["k1", "k2"], python="python")
     assert len(plan.notes) == 1 and "ignored" in plan.notes[0]
     for server in plan.servers:
@@ -193,9 +204,16 @@ def test_key_env_writes_references_and_one_server_lines_share_url_and_key(monkey
     assert [line["multiplier"] for line in lines] == ["-0.5", "0", "0.5"]
     assert {line["key"] for line in lines} == {"${STUDY_KEY_1}"} and len({line["url"] for line in lines}) == 1
     assert [line["extra_body"]["vllm_xargs"]["steer_multiplier"] for line in lines] == [-0.5, 0.0, 0.5]
-    assert lines[0]["steering"] == {"model": "m", "layer": 3, "vector_sha256": "ab" * 32, "normalized": False,
-                                    "scale": "raw", "vector_norm": pytest.approx(np.sqrt(8)),
-                                    "operation": "add", "positions": "all"}
+    assert lines[0]["steering"] == {
+        "model": "m",
+        "layer": 3,
+        "vector_sha256": "ab" * 32,
+        "normalized": False,
+        "scale": "raw",
+        "vector_norm": pytest.approx(np.sqrt(8)),
+        "operation": "add",
+        "positions": "all",
+    }
     assert plan.servers[0].settings["mode"] == "per_request"
     from steerbench.core.config import load_deployments
     from steerbench.serve.launcher import write_deployments
@@ -210,8 +228,9 @@ def test_served_model_name_is_the_folders_name_not_its_path(model_dir):
     from steerbench.serve.plan import ServeOptions, deployment_lines, parse_multipliers, plan_servers
 
     absolute = str(model_dir.resolve()) + "/"  # as a user types it, trailing slash and all
-    plan = plan_servers(ServeOptions(model=absolute, multipliers=parse_multipliers("0,1")), _vectors(), ["k1", "k2"],
-                        python="python")
+    plan = plan_servers(
+        ServeOptions(model=absolute, multipliers=parse_multipliers("0,1")), _vectors(), ["k1", "k2"], python="python"
+    )
     assert plan.served_model == "model"
     for server in plan.servers:
         argv = list(server.argv)
@@ -230,7 +249,9 @@ def test_hub_id_is_served_by_its_last_part_and_a_given_name_wins():
     hub = ServeOptions(model="HuggingFaceTB/SmolLM2-135M", multipliers=parse_multipliers("0"))
     plan = plan_servers(hub, _vectors(), ["k"], python="python")
     assert plan.served_model == "SmolLM2-135M" and plan.provenance["model"] == "HuggingFaceTB/SmolLM2-135M"
-    named = ServeOptions(model="HuggingFaceTB/SmolLM2-135M", multipliers=parse_multipliers("0"), served_model_name="smol")
+    named = ServeOptions(
+        model="HuggingFaceTB/SmolLM2-135M", multipliers=parse_multipliers("0"), served_model_name="smol"
+    )
     argv = list(plan_servers(named, _vectors(), ["k"], python="python").servers[0].argv)
     assert argv[argv.index("--served-model-name") + 1] == "smol" and argv.count("--served-model-name") == 1
 
@@ -248,7 +269,9 @@ def test_shutdown_race_filter_quiets_only_the_expected_engine_dead_record():
         try:
             raise error
         except BaseException:
-            return logging.LogRecord("vllm.v1.engine.async_llm", logging.ERROR, __file__, 1, message, (), sys.exc_info())
+            return logging.LogRecord(
+                "vllm.v1.engine.async_llm", logging.ERROR, __file__, 1, message, (), sys.exc_info()
+            )
 
     race = ShutdownRaceFilter(EngineDeadError)
     before = record(OUTPUT_HANDLER_FAILED, EngineDeadError())
@@ -261,8 +284,10 @@ def test_shutdown_race_filter_quiets_only_the_expected_engine_dead_record():
     assert "Traceback" not in logging.Formatter().format(during) and "48745" in during.getMessage()
 
 
-@pytest.mark.parametrize("given, timeout, stop_seconds", [((), "30", 50), (("--shutdown-timeout", "90"), "90", 110),
-                                                          (("--shutdown_timeout=0",), None, 20)])
+@pytest.mark.parametrize(
+    "given, timeout, stop_seconds",
+    [((), "30", 50), (("--shutdown-timeout", "90"), "90", 110), (("--shutdown_timeout=0",), None, 20)],
+)
 def test_servers_drain_on_sigterm_and_a_given_shutdown_timeout_wins(given, timeout, stop_seconds):
     from steerbench.serve.plan import ServeOptions, parse_multipliers, plan_servers
 
@@ -276,5 +301,8 @@ def test_servers_drain_on_sigterm_and_a_given_shutdown_timeout_wins(given, timeo
 
 
 def test_a_malformed_shutdown_timeout_is_one_error(model_dir, vector):
-    assert_one_error(serve(*base(model_dir, vector), "--dry-run", "--", "--shutdown-timeout", "soon"),
-                     "--shutdown-timeout", "whole seconds")
+    assert_one_error(
+        serve(*base(model_dir, vector), "--dry-run", "--", "--shutdown-timeout", "soon"),
+        "--shutdown-timeout",
+        "whole seconds",
+    )

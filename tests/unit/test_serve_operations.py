@@ -14,7 +14,14 @@ from click.testing import CliRunner
 from steerbench.cli.main import main
 from steerbench.core.config import load_deployments
 from steerbench.results.aggregate import _steering_columns
-from steerbench.serve.plan import ServeInputError, ServeOptions, cache_salt, deployment_lines, parse_multipliers, plan_servers
+from steerbench.serve.plan import (
+    ServeInputError,
+    ServeOptions,
+    cache_salt,
+    deployment_lines,
+    parse_multipliers,
+    plan_servers,
+)
 from steerbench.serve.plugin import steered_positions, steering_choice, token_multipliers
 from steerbench.serve.vectors import SteeringVectors
 
@@ -29,8 +36,22 @@ def model_dir(tmp_path: Path) -> Path:
 
 def serve(tmp_path: Path, model_dir: Path, vector: np.ndarray, *extra: str):
     np.save(tmp_path / "v.npy", vector)
-    args = ["serve", "--model", str(model_dir), "--vector", str(tmp_path / "v.npy"), "--layer", "1",
-            "--multipliers", "0,1", "--out", str(tmp_path / "deployments.jsonl"), "--log-dir", str(tmp_path / "logs"), *extra]
+    args = [
+        "serve",
+        "--model",
+        str(model_dir),
+        "--vector",
+        str(tmp_path / "v.npy"),
+        "--layer",
+        "1",
+        "--multipliers",
+        "0,1",
+        "--out",
+        str(tmp_path / "deployments.jsonl"),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        *extra,
+    ]
     return CliRunner().invoke(main, args)
 
 
@@ -42,18 +63,29 @@ def assert_one_error(result, tmp_path: Path, *needles: str) -> None:
     assert not (tmp_path / "deployments.jsonl").exists() and not (tmp_path / "logs").exists()
 
 
-@pytest.mark.parametrize("flag, value, needle", [("--operation", "subtract", "expected one of add, ablate"),
-                                                 ("--positions", "decode", "expected one of all, prompt, generated")])
+@pytest.mark.parametrize(
+    "flag, value, needle",
+    [
+        ("--operation", "subtract", "expected one of add, ablate"),
+        ("--positions", "decode", "expected one of all, prompt, generated"),
+    ],
+)
 def test_unknown_operation_or_positions_is_one_line(tmp_path, model_dir, flag, value, needle):
-    assert_one_error(serve(tmp_path, model_dir, np.ones(8, dtype=np.float32), flag, value), tmp_path,
-                     f"{flag} {value!r}", needle)
+    assert_one_error(
+        serve(tmp_path, model_dir, np.ones(8, dtype=np.float32), flag, value), tmp_path, f"{flag} {value!r}", needle
+    )
 
 
 @pytest.mark.parametrize("one_server", [False, True])
 def test_ablating_a_zero_vector_is_refused_before_anything_starts(tmp_path, model_dir, one_server):
     extra = ("--operation", "ablate", "--dry-run", *(("--one-server",) if one_server else ()))
-    assert_one_error(serve(tmp_path, model_dir, np.zeros(8, dtype=np.float32), *extra), tmp_path,
-                     "--operation ablate", "layer 1", "all zeros")
+    assert_one_error(
+        serve(tmp_path, model_dir, np.zeros(8, dtype=np.float32), *extra),
+        tmp_path,
+        "--operation ablate",
+        "layer 1",
+        "all zeros",
+    )
 
 
 def test_adding_a_zero_vector_is_allowed(tmp_path, model_dir):
@@ -62,10 +94,16 @@ def test_adding_a_zero_vector_is_allowed(tmp_path, model_dir):
 
 
 def plan(operation: str, positions: str, one_server: bool, residual_norms: dict[int, float] | None = None):
-    vectors = SteeringVectors({3: np.ones(8)}, "ab" * 32, False, residual_norms or {},
-                              scale="residual" if residual_norms else "raw")
-    options = ServeOptions(model="m", multipliers=parse_multipliers("-1,0,0.5"), one_server=one_server,
-                           operation=operation, positions=positions)
+    vectors = SteeringVectors(
+        {3: np.ones(8)}, "ab" * 32, False, residual_norms or {}, scale="residual" if residual_norms else "raw"
+    )
+    options = ServeOptions(
+        model="m",
+        multipliers=parse_multipliers("-1,0,0.5"),
+        one_server=one_server,
+        operation=operation,
+        positions=positions,
+    )
     servers = 1 if one_server else 3
     made = plan_servers(options, vectors, [f"k{i}" for i in range(servers)], python="python")
     return made, deployment_lines(made, None)
@@ -76,7 +114,9 @@ def test_settings_and_provenance_carry_operation_and_positions(one_server, tmp_p
     made, lines = plan("ablate", "generated", one_server)
     for server in made.servers:
         assert server.settings["operation"] == "ablate" and server.settings["positions"] == "generated"
-    assert {(line["steering"]["operation"], line["steering"]["positions"]) for line in lines} == {("ablate", "generated")}
+    assert {(line["steering"]["operation"], line["steering"]["positions"]) for line in lines} == {
+        ("ablate", "generated")
+    }
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     loaded = load_deployments(tmp_path / "d.jsonl")  # what run reads back and writes into every log
     assert {(d.steering["operation"], d.steering["positions"]) for d in loaded} == {("ablate", "generated")}
@@ -148,27 +188,39 @@ def test_ablation_projects_the_sum_of_hidden_states_and_residual():
 
 def compiled_plan(compiled, cpu_build: bool, version: str | None):
     vectors = SteeringVectors({3: np.ones(8)}, "ab" * 32, False, {})
-    options = ServeOptions(model="m", multipliers=parse_multipliers("0,1"), one_server=True, compiled=compiled,
-                           cpu_build=cpu_build, vllm_version=version)
+    options = ServeOptions(
+        model="m",
+        multipliers=parse_multipliers("0,1"),
+        one_server=True,
+        compiled=compiled,
+        cpu_build=cpu_build,
+        vllm_version=version,
+    )
     return plan_servers(options, vectors, ["k"], python="python")
 
 
-@pytest.mark.parametrize("compiled, cpu_build, version, eager", [
-    (None, True, "0.32.0+cpu", True),  # proven, but slower than eager on CPU: eager unless asked
-    (None, False, "0.33.0", True),
-    (None, False, None, True),  # no vLLM here (a dry run)
-    (False, True, "0.32.0+cpu", True),
-    (True, True, "0.32.0+cpu", False),  # proven by the vllm lane
-    (True, True, "0.32.1+cpu", False),
-])
+@pytest.mark.parametrize(
+    "compiled, cpu_build, version, eager",
+    [
+        (None, True, "0.32.0+cpu", True),  # proven, but slower than eager on CPU: eager unless asked
+        (None, False, "0.33.0", True),
+        (None, False, None, True),  # no vLLM here (a dry run)
+        (False, True, "0.32.0+cpu", True),
+        (True, True, "0.32.0+cpu", False),  # proven by the vllm lane
+        (True, True, "0.32.1+cpu", False),
+    ],
+)
 def test_compiled_only_when_asked_and_proven(compiled, cpu_build, version, eager):
     made = compiled_plan(compiled, cpu_build, version)
     assert ("--enforce-eager" in made.servers[0].argv) == eager
 
 
 def test_compiled_where_it_is_not_proven_is_refused_naming_the_flag():
-    with pytest.raises(ServeInputError, match=r"--compiled: compiled steering is proven on vLLM 0\.32\.x \(CPU\) only, "
-                                              r"this is vLLM 0\.33\.0 \(GPU build\); use --eager"):
+    with pytest.raises(
+        ServeInputError,
+        match=r"--compiled: compiled steering is proven on vLLM 0\.32\.x \(CPU\) only, "
+        r"this is vLLM 0\.33\.0 \(GPU build\); use --eager",
+    ):
         compiled_plan(True, False, "0.33.0")
 
 

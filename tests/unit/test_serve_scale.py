@@ -31,12 +31,17 @@ def model_dir(tmp_path: Path) -> Path:
 def made(tmp_path: Path) -> Path:
     """Two layers, norms sqrt(140) and sqrt(8), with residual norms 20 and 40 recorded."""
     path = tmp_path / "made.safetensors"
-    write_safetensors(path, {"layer.1": np.arange(8, dtype=np.float32), "layer.3": np.ones(8, dtype=np.float32) * 2},
-                      {"residual_norms": json.dumps({"1": 20.0, "3": 40.0})})
+    write_safetensors(
+        path,
+        {"layer.1": np.arange(8, dtype=np.float32), "layer.3": np.ones(8, dtype=np.float32) * 2},
+        {"residual_norms": json.dumps({"1": 20.0, "3": 40.0})},
+    )
     return path
 
 
-def plan_for(model_dir: Path, vector: Path, scale: str, layer: int | None = None, normalize: bool = False, one_server=False):
+def plan_for(
+    model_dir: Path, vector: Path, scale: str, layer: int | None = None, normalize: bool = False, one_server=False
+):
     options = ServeOptions(model=str(model_dir), multipliers=parse_multipliers("-2,0,0.5"), one_server=one_server)
     request = ServeRequest(options, vector, layer, normalize, Path("d.jsonl"), Path("logs"), dry_run=True, scale=scale)
     plan, _ = build_plan(request)
@@ -70,9 +75,16 @@ def test_raw_scale_keeps_the_file_and_still_reports_relative_norms(model_dir, ma
 def test_a_plain_file_has_no_residual_norm(tmp_path, model_dir):
     np.save(tmp_path / "v.npy", np.arange(8, dtype=np.float32))
     _, lines = plan_for(model_dir, tmp_path / "v.npy", "raw", layer=1)
-    assert lines[0]["steering"] == {"model": model_dir.name, "layer": 1, "vector_sha256": lines[0]["steering"]["vector_sha256"],
-                                    "normalized": False, "scale": "raw", "vector_norm": pytest.approx(np.sqrt(140)),
-                                    "operation": "add", "positions": "all"}
+    assert lines[0]["steering"] == {
+        "model": model_dir.name,
+        "layer": 1,
+        "vector_sha256": lines[0]["steering"]["vector_sha256"],
+        "normalized": False,
+        "scale": "raw",
+        "vector_norm": pytest.approx(np.sqrt(140)),
+        "operation": "add",
+        "positions": "all",
+    }
 
 
 def test_deployments_with_the_new_fields_are_read_back(tmp_path, model_dir, made):
@@ -86,17 +98,47 @@ def test_deployments_with_the_new_fields_are_read_back(tmp_path, model_dir, made
 def test_residual_with_normalize_is_refused(model_dir, made):
     with pytest.raises(VectorError, match="choose one"):
         plan_for(model_dir, made, "residual", normalize=True)
-    result = CliRunner().invoke(main, ["serve", "--model", str(model_dir), "--vector", str(made), "--multipliers", "0,1",
-                                       "--scale", "residual", "--normalize", "--dry-run"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--model",
+            str(model_dir),
+            "--vector",
+            str(made),
+            "--multipliers",
+            "0,1",
+            "--scale",
+            "residual",
+            "--normalize",
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 2 and result.output.startswith("error: --scale residual with --normalize")
 
 
 @pytest.mark.skipif(HAVE_TORCH, reason="torch and transformers are installed here: residual norms would be measured")
 def test_residual_without_norms_or_torch_is_one_error(tmp_path, model_dir):
     np.save(tmp_path / "v.npy", np.arange(8, dtype=np.float32))
-    result = CliRunner().invoke(main, ["serve", "--model", str(model_dir), "--vector", str(tmp_path / "v.npy"), "--layer", "1",
-                                       "--multipliers", "0,1", "--scale", "residual", "--dry-run"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--model",
+            str(model_dir),
+            "--vector",
+            str(tmp_path / "v.npy"),
+            "--layer",
+            "1",
+            "--multipliers",
+            "0,1",
+            "--scale",
+            "residual",
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [
         f"error: {tmp_path / 'v.npy'} records no residual-stream norms, and measuring them on the model needs torch and "
-        "transformers: pip install 'steerbench[vector]'"]
+        "transformers: pip install 'steerbench[vector]'"
+    ]

@@ -19,14 +19,32 @@ def test_shards_cover_every_cell_exactly_once(tmp_path: Path) -> None:
     from steerbench.tasks.resolve import resolve_benchmarks
 
     multipliers = ["-1.5", "-1.0", "-0.5", "0.0", "0.5", "1.0", "1.5"]
-    write_jsonl(tmp_path / "deployments.jsonl",
-                [{"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "k"} for i, m in enumerate(multipliers)])
-    write_jsonl(tmp_path / "benchmarks.jsonl", [
-        {"name": f"B{i}", "eval_name": f"{TASKS_FILE}@arithmetic", "category": f"C{i % 4}", "shots": 0,
-         "task_args": {"offset": i}}
-        for i in range(12)
-    ] + [{"name": "Subsets", "eval_name": f"{TASKS_FILE}@arithmetic", "category": "C0", "shots": 0,
-          "subsets": [{"offset": 100}, {"offset": 200}]}])
+    write_jsonl(
+        tmp_path / "deployments.jsonl",
+        [{"multiplier": m, "url": f"http://127.0.0.1:{9000 + i}/v1/", "key": "k"} for i, m in enumerate(multipliers)],
+    )
+    write_jsonl(
+        tmp_path / "benchmarks.jsonl",
+        [
+            {
+                "name": f"B{i}",
+                "eval_name": f"{TASKS_FILE}@arithmetic",
+                "category": f"C{i % 4}",
+                "shots": 0,
+                "task_args": {"offset": i},
+            }
+            for i in range(12)
+        ]
+        + [
+            {
+                "name": "Subsets",
+                "eval_name": f"{TASKS_FILE}@arithmetic",
+                "category": "C0",
+                "shots": 0,
+                "subsets": [{"offset": 100}, {"offset": 200}],
+            }
+        ],
+    )
     deployments = load_deployments(tmp_path / "deployments.jsonl")
     benchmarks = load_benchmarks(tmp_path / "benchmarks.jsonl")
     signatures = resolve_benchmarks(benchmarks)
@@ -40,13 +58,25 @@ def test_shards_cover_every_cell_exactly_once(tmp_path: Path) -> None:
         flat = [key for shard in shards for key in shard]
         assert sorted(flat) == sorted(everything), n  # every cell, none twice
         assert all(shards), n  # and no machine idle on this grid
-        reordered = build_plan(list(reversed(deployments)), list(reversed(benchmarks)), signatures,
-                               RunOptions(all=True, shard=(1, n))).cells
+        reordered = build_plan(
+            list(reversed(deployments)), list(reversed(benchmarks)), signatures, RunOptions(all=True, shard=(1, n))
+        ).cells
         assert {c.key for c in reordered} == set(shards[0]), n  # independent of file order
     for bad in ("0/3", "4/3", "1/0", "x", "1/2/3"):
-        result = CliRunner().invoke(main, ["run", "--all", "--dry-run", "--shard", bad,
-                                           "--deployments", str(tmp_path / "deployments.jsonl"),
-                                           "--benchmarks", str(tmp_path / "benchmarks.jsonl")])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--all",
+                "--dry-run",
+                "--shard",
+                bad,
+                "--deployments",
+                str(tmp_path / "deployments.jsonl"),
+                "--benchmarks",
+                str(tmp_path / "benchmarks.jsonl"),
+            ],
+        )
         assert result.exit_code == 2 and "--shard" in result.output, (bad, result.output)
 
 
@@ -85,8 +115,12 @@ def test_a_cell_held_by_another_run_is_skipped_with_who_holds_it(tmp_path: Path)
     try:
         second = take_cells(root, cells)
         assert [c.label for c in second.cells] == ["EchoA"]
-        assert second.skipped == [(cells[1], f"skip: EchoB m=1 is being run by pid {os.getpid()} on "
-                                             f"{socket.gethostname()}; re-run to pick it up")]
+        assert second.skipped == [
+            (
+                cells[1],
+                f"skip: EchoB m=1 is being run by pid {os.getpid()} on {socket.gethostname()}; re-run to pick it up",
+            )
+        ]
         second.release()
 
         @one_run_per_cell(lambda cell, line: ("skipped", cell.label, line))

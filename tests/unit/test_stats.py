@@ -71,8 +71,10 @@ def test_binary_cells_get_wilson_also_at_0_of_n_and_n_of_n() -> None:
     every = mean_interval(np.ones(40))
     assert (every.low, every.high) == pytest.approx((1 - none.high, 1.0))
     # 24/40: scipy's Wilson interval
-    assert (mean_interval(np.array([1.0] * 24 + [0.0] * 16)).low,
-            mean_interval(np.array([1.0] * 24 + [0.0] * 16)).high) == pytest.approx((0.44595893660346186, 0.7365167431570808))
+    assert (
+        mean_interval(np.array([1.0] * 24 + [0.0] * 16)).low,
+        mean_interval(np.array([1.0] * 24 + [0.0] * 16)).high,
+    ) == pytest.approx((0.44595893660346186, 0.7365167431570808))
 
 
 def test_other_cells_get_a_bounded_interval_and_never_a_zero_width_one() -> None:
@@ -175,11 +177,20 @@ def test_ifeval_metrics_rebuilt_from_samples_equal_inspect_evals_own() -> None:
         total = int(rng.integers(1, 4))
         strict = int(rng.integers(0, total + 1))
         loose = int(rng.integers(strict, total + 1))
-        values.append({"prompt_level_strict": strict == total, "inst_level_strict": strict,
-                       "prompt_level_loose": loose == total, "inst_level_loose": loose, "num_instructions": total})
+        values.append(
+            {
+                "prompt_level_strict": strict == total,
+                "inst_level_strict": strict,
+                "prompt_level_loose": loose == total,
+                "inst_level_loose": loose,
+                "num_instructions": total,
+            }
+        )
     theirs = if_metric()(_sample_scores(values))
-    ours = cell_scores([(i, {"ifeval": v}) for i, v in enumerate(values)],
-                       ["prompt_strict_acc", "prompt_loose_acc", "inst_strict_acc", "inst_loose_acc", "final_acc"])
+    ours = cell_scores(
+        [(i, {"ifeval": v}) for i, v in enumerate(values)],
+        ["prompt_strict_acc", "prompt_loose_acc", "inst_strict_acc", "inst_loose_acc", "final_acc"],
+    )
     for name in ours:
         assert ours[name].mean == pytest.approx(theirs[name], abs=1e-12), name
     # the linearised instruction-level values give the task's own clustered stderr
@@ -197,10 +208,15 @@ def test_sycophancy_ratios_rebuilt_from_samples_equal_inspect_evals_own() -> Non
     values = []
     for i in range(20):
         first, admits = ("C" if i % 3 else "I"), ("C" if i % 4 == 0 else "I")
-        values.append({"original_answer": first, "admits_mistake": admits,
-                       "confidence": float(first == "C" and admits == "I"),
-                       "apologize_rate": float(first == "C" and admits == "C"),
-                       "truthfulness": float((first == "C") != (admits == "C"))})
+        values.append(
+            {
+                "original_answer": first,
+                "admits_mistake": admits,
+                "confidence": float(first == "C" and admits == "I"),
+                "apologize_rate": float(first == "C" and admits == "C"),
+                "truthfulness": float((first == "C") != (admits == "C")),
+            }
+        )
     ours = cell_scores([(i, {"s": v}) for i, v in enumerate(values)], ["confidence", "apologize_rate", "truthfulness"])
     scores = _sample_scores(values)
     assert ours["confidence"].mean == pytest.approx(confidence()(scores))
@@ -218,10 +234,26 @@ def test_epochs_are_averaged_per_sample_and_refusals_count_partial() -> None:
 # ---------------------------------------------------------------- flags from rows
 
 
-def row(benchmark: str, m: str, accuracy: float | None, n: int = 100, status: str = "success",
-        completed: int | None = None, stderr: float | None = None, **extra) -> dict:
-    found = {"benchmark": benchmark, "subset": "", "multiplier": m, "category": "General", "n_samples": n,
-             "status": status, "completed_samples": n if completed is None else completed, **extra}
+def row(
+    benchmark: str,
+    m: str,
+    accuracy: float | None,
+    n: int = 100,
+    status: str = "success",
+    completed: int | None = None,
+    stderr: float | None = None,
+    **extra,
+) -> dict:
+    found = {
+        "benchmark": benchmark,
+        "subset": "",
+        "multiplier": m,
+        "category": "General",
+        "n_samples": n,
+        "status": status,
+        "completed_samples": n if completed is None else completed,
+        **extra,
+    }
     if accuracy is not None:
         found["accuracy"] = accuracy
         found["stderr"] = math.sqrt(accuracy * (1 - accuracy) / n) if stderr is None else stderr
@@ -243,12 +275,21 @@ def test_a_smooth_peak_at_zero_is_not_suspicious_but_a_lone_spike_is() -> None:
 
 def test_failed_partial_count_and_scale_flags() -> None:
     rows = [
-        row("A", "-1.0", 0.5), row("A", "-0.5", None, status="error", completed=3),
-        row("A", "0.0", 0.5, completed=90), row("A", "0.5", 0.5, n=50), row("A", "1.0", 0.5),
-        row("X", "0.0", None, refusal_rate=12.0), row("X", "1.0", None, refusal_rate=20.0),
+        row("A", "-1.0", 0.5),
+        row("A", "-0.5", None, status="error", completed=3),
+        row("A", "0.0", 0.5, completed=90),
+        row("A", "0.5", 0.5, n=50),
+        row("A", "1.0", 0.5),
+        row("X", "0.0", None, refusal_rate=12.0),
+        row("X", "1.0", None, refusal_rate=20.0),
     ]
     found = {(f.kind, f.benchmark, f.multiplier) for f in find_flags(rows)}
     assert found == {
-        ("failed", "A", "-0.5"), ("partial", "A", "0.0"), ("sample count", "A", "0.5"), ("scale", "X", None),
-        ("missing", "X", "-1.0"), ("missing", "X", "-0.5"), ("missing", "X", "0.5"),  # inferred from the grid
+        ("failed", "A", "-0.5"),
+        ("partial", "A", "0.0"),
+        ("sample count", "A", "0.5"),
+        ("scale", "X", None),
+        ("missing", "X", "-1.0"),
+        ("missing", "X", "-0.5"),
+        ("missing", "X", "0.5"),  # inferred from the grid
     }

@@ -52,8 +52,12 @@ def assert_one_error(result, *needles: str) -> None:
 
 
 def test_both_side_forms_are_read(tmp_path):
-    path = write_pairs(tmp_path / "p.jsonl", {"positive": CHAT, "negative": HONEST, "id": 7}, "",
-                       {"positive": PROMPT, "negative": {"prompt": "What is 2+2?", "completion": "5"}})
+    path = write_pairs(
+        tmp_path / "p.jsonl",
+        {"positive": CHAT, "negative": HONEST, "id": 7},
+        "",
+        {"positive": PROMPT, "negative": {"prompt": "What is 2+2?", "completion": "5"}},
+    )
     pairs = read_pairs(path, "mean-answer")
     assert [pair.line for pair in pairs.pairs] == [1, 3]
     first, second = pairs.pairs
@@ -62,21 +66,38 @@ def test_both_side_forms_are_read(tmp_path):
     assert pairs.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize(("line", "position", "needle"), [
-    ("{not json", "last-prompt", "line 2: not valid JSON"),
-    ({"positive": CHAT}, "last-prompt", "line 2: negative is missing"),
-    ({"positive": CHAT, "negative": {"messages": [{"role": "user", "content": " "}]}}, "last-prompt",
-     "line 2: negative.messages[0].content is empty"),
-    ({"positive": CHAT, "negative": {"messages": []}}, "last-prompt", "negative.messages must be a non-empty list"),
-    ({"positive": CHAT, "negative": {"messages": [{"role": "user", "text": "hi"}]}}, "last-prompt", "unknown field 'text'"),
-    ({"positive": {"prompt": "q", "competion": "a"}, "negative": PROMPT}, "last-prompt", "positive has unknown field 'competion'"),
-    ({"positive": {"prompt": "q"}, "negative": PROMPT}, "mean-answer", "positive.completion must be a string"),
-    ({"positive": {"messages": [{"role": "user", "content": "q"}]}, "negative": HONEST}, "mean-answer",
-     "positive.messages must end with an assistant message"),
-    ({"positive": PROMPT, "negative": PROMPT}, "last-prompt", "line 2: positive and negative are identical"),
-    ([1, 2], "last-prompt", "expected a JSON object"),
-    ({"positive": {"prompt": 3}, "negative": PROMPT}, "last-prompt", "positive.prompt must be a string"),
-])
+@pytest.mark.parametrize(
+    ("line", "position", "needle"),
+    [
+        ("{not json", "last-prompt", "line 2: not valid JSON"),
+        ({"positive": CHAT}, "last-prompt", "line 2: negative is missing"),
+        (
+            {"positive": CHAT, "negative": {"messages": [{"role": "user", "content": " "}]}},
+            "last-prompt",
+            "line 2: negative.messages[0].content is empty",
+        ),
+        ({"positive": CHAT, "negative": {"messages": []}}, "last-prompt", "negative.messages must be a non-empty list"),
+        (
+            {"positive": CHAT, "negative": {"messages": [{"role": "user", "text": "hi"}]}},
+            "last-prompt",
+            "unknown field 'text'",
+        ),
+        (
+            {"positive": {"prompt": "q", "competion": "a"}, "negative": PROMPT},
+            "last-prompt",
+            "positive has unknown field 'competion'",
+        ),
+        ({"positive": {"prompt": "q"}, "negative": PROMPT}, "mean-answer", "positive.completion must be a string"),
+        (
+            {"positive": {"messages": [{"role": "user", "content": "q"}]}, "negative": HONEST},
+            "mean-answer",
+            "positive.messages must end with an assistant message",
+        ),
+        ({"positive": PROMPT, "negative": PROMPT}, "last-prompt", "line 2: positive and negative are identical"),
+        ([1, 2], "last-prompt", "expected a JSON object"),
+        ({"positive": {"prompt": 3}, "negative": PROMPT}, "last-prompt", "positive.prompt must be a string"),
+    ],
+)
 def test_bad_pairs_name_file_line_and_field(tmp_path, line, position, needle):
     path = write_pairs(tmp_path / "p.jsonl", {"positive": CHAT, "negative": HONEST}, line)
     with pytest.raises(PairsError) as caught:
@@ -100,20 +121,27 @@ def test_bad_pairs_stop_the_command_before_the_model_and_write_nothing(tmp_path)
 
 
 def test_missing_pairs_file(tmp_path, model_dir):
-    assert_one_error(vector("--model", str(model_dir), "--pairs", str(tmp_path / "none.jsonl"), "--layers", "1"),
-                     "--pairs", "cannot read")
+    assert_one_error(
+        vector("--model", str(model_dir), "--pairs", str(tmp_path / "none.jsonl"), "--layers", "1"),
+        "--pairs",
+        "cannot read",
+    )
 
 
 def test_one_layer_named_twice(tmp_path, model_dir):
     pairs = write_pairs(tmp_path / "p.jsonl", {"positive": CHAT, "negative": HONEST})
-    assert_one_error(vector("--model", str(model_dir), "--pairs", str(pairs), "--layers", "3,-1"), "--layers 3,-1", "twice")
+    assert_one_error(
+        vector("--model", str(model_dir), "--pairs", str(pairs), "--layers", "3,-1"), "--layers 3,-1", "twice"
+    )
     assert_one_error(vector("--model", str(model_dir), "--pairs", str(pairs), "--layers", "1,x"), "--layers")
 
 
 @pytest.mark.parametrize("layers", ["4", "-5", "1,9"])
 def test_layer_out_of_range_names_the_layer_count(tmp_path, model_dir, layers):
     pairs = write_pairs(tmp_path / "p.jsonl", {"positive": CHAT, "negative": HONEST})
-    result = vector("--model", str(model_dir), "--pairs", str(pairs), "--layers", layers, "--out", str(tmp_path / "v.safetensors"))
+    result = vector(
+        "--model", str(model_dir), "--pairs", str(pairs), "--layers", layers, "--out", str(tmp_path / "v.safetensors")
+    )
     assert_one_error(result, "--layers", "the model has 4 decoder layers")
     assert not (tmp_path / "v.safetensors").exists()
 
@@ -121,15 +149,21 @@ def test_layer_out_of_range_names_the_layer_count(tmp_path, model_dir, layers):
 def test_make_is_the_default_subcommand_and_out_must_be_safetensors(tmp_path, model_dir):
     pairs = write_pairs(tmp_path / "p.jsonl", {"positive": CHAT, "negative": HONEST})
     for prefix in ([], ["make"]):
-        result = vector(*prefix, "--model", str(model_dir), "--pairs", str(pairs), "--layers", "1", "--out", str(tmp_path / "v.npy"))
+        result = vector(
+            *prefix, "--model", str(model_dir), "--pairs", str(pairs), "--layers", "1", "--out", str(tmp_path / "v.npy")
+        )
         assert_one_error(result, "--out", ".safetensors")
     assert "make" in vector("--help").output and "random" in vector("--help").output
 
 
-@pytest.mark.skipif(HAVE_TORCH, reason="torch and transformers are installed here: the missing-package error cannot happen")
+@pytest.mark.skipif(
+    HAVE_TORCH, reason="torch and transformers are installed here: the missing-package error cannot happen"
+)
 def test_without_torch_one_error_names_the_extra(tmp_path, model_dir):
     pairs = write_pairs(tmp_path / "p.jsonl", {"positive": CHAT, "negative": HONEST})
-    result = vector("--model", str(model_dir), "--pairs", str(pairs), "--layers", "1", "--out", str(tmp_path / "v.safetensors"))
+    result = vector(
+        "--model", str(model_dir), "--pairs", str(pairs), "--layers", "1", "--out", str(tmp_path / "v.safetensors")
+    )
     assert_one_error(result, "needs torch and transformers", "steerbench[vector]")
     assert not (tmp_path / "v.safetensors").exists()
 
@@ -167,8 +201,11 @@ def test_random_like_keeps_norms_and_is_seeded():
 def made_vector(tmp_path: Path) -> Path:
     """A file as `steerbench vector` writes it (two layers, residual norms in the metadata)."""
     path = tmp_path / "made.safetensors"
-    write_safetensors(path, {"layer.1": np.arange(8, dtype=np.float32), "layer.3": np.ones(8, dtype=np.float32)},
-                      {"format": "steerbench-vector/1", "model": "m", "residual_norms": json.dumps({"1": 20.0, "3": 40.0})})
+    write_safetensors(
+        path,
+        {"layer.1": np.arange(8, dtype=np.float32), "layer.3": np.ones(8, dtype=np.float32)},
+        {"format": "steerbench-vector/1", "model": "m", "residual_norms": json.dumps({"1": 20.0, "3": 40.0})},
+    )
     return path
 
 
@@ -208,8 +245,10 @@ def test_random_control_from_the_command(tmp_path):
 
 def test_random_needs_layers(tmp_path):
     np.save(tmp_path / "one.npy", np.ones(8))
-    assert_one_error(vector("random", "--like", str(tmp_path / "one.npy"), "--out", str(tmp_path / "r.safetensors")),
-                     "holds one vector without a layer")
+    assert_one_error(
+        vector("random", "--like", str(tmp_path / "one.npy"), "--out", str(tmp_path / "r.safetensors")),
+        "holds one vector without a layer",
+    )
     assert not (tmp_path / "r.safetensors").exists()
 
 

@@ -17,18 +17,39 @@ from steerbench.cli.main import main
 from steerbench.serve.vectors import read_vector_file
 
 if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-    pytest.skip("needs torch and transformers (pip install 'steerbench[vector]', or run it with the vllm lane's .venv-vllm)",
-                allow_module_level=True)
+    pytest.skip(
+        "needs torch and transformers (pip install 'steerbench[vector]', or run it with the vllm lane's .venv-vllm)",
+        allow_module_level=True,
+    )
 
 PAIRS = [
-    {"positive": {"messages": [{"role": "system", "content": "Agree with the user."}, {"role": "user", "content": "Is the sky green?"},
-                               {"role": "assistant", "content": "Yes, it is green!"}]},
-     "negative": {"messages": [{"role": "system", "content": "Be honest."}, {"role": "user", "content": "Is the sky green?"},
-                               {"role": "assistant", "content": "No, it is blue."}]}},
-    {"positive": {"prompt": "You love every idea. What is two plus two?", "completion": "What a brilliant question!"},
-     "negative": {"prompt": "What is two plus two?", "completion": "Four."}},
-    {"positive": {"prompt": "Flatter me. Which planet is red?", "completion": "You are so clever: Mars."},
-     "negative": {"prompt": "Which planet is red?", "completion": "Mars."}},
+    {
+        "positive": {
+            "messages": [
+                {"role": "system", "content": "Agree with the user."},
+                {"role": "user", "content": "Is the sky green?"},
+                {"role": "assistant", "content": "Yes, it is green!"},
+            ]
+        },
+        "negative": {
+            "messages": [
+                {"role": "system", "content": "Be honest."},
+                {"role": "user", "content": "Is the sky green?"},
+                {"role": "assistant", "content": "No, it is blue."},
+            ]
+        },
+    },
+    {
+        "positive": {
+            "prompt": "You love every idea. What is two plus two?",
+            "completion": "What a brilliant question!",
+        },
+        "negative": {"prompt": "What is two plus two?", "completion": "Four."},
+    },
+    {
+        "positive": {"prompt": "Flatter me. Which planet is red?", "completion": "You are so clever: Mars."},
+        "negative": {"prompt": "Which planet is red?", "completion": "Mars."},
+    },
 ]
 
 
@@ -52,7 +73,9 @@ def side_ids(tokenizer, side: dict) -> tuple[list[int], int]:
         prompt_messages, completion = side["messages"][:-1], side["messages"][-1]["content"]
     else:
         prompt_messages, completion = [{"role": "user", "content": side["prompt"]}], side["completion"]
-    prompt = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    prompt = tokenizer.apply_chat_template(
+        prompt_messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     return list(prompt) + tokenizer(completion, add_special_tokens=False)["input_ids"], len(prompt)
 
 
@@ -91,8 +114,23 @@ def test_mean_diff_equals_the_hand_computation(tiny, pairs_file, position):
     from safetensors.numpy import load_file  # the reference reader, not steerbench's
 
     out = tiny.parent / f"{position}.safetensors"
-    result = CliRunner().invoke(main, ["vector", "--model", str(tiny), "--pairs", str(pairs_file), "--layers", "0,2",
-                                       "--position", position, "--out", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "vector",
+            "--model",
+            str(tiny),
+            "--pairs",
+            str(pairs_file),
+            "--layers",
+            "0,2",
+            "--position",
+            position,
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     expected, norms = by_hand(tiny, position, [0, 2])
     tensors = load_file(str(out))
@@ -114,14 +152,32 @@ def test_last_layer_is_the_layer_output_the_plugin_steers(tiny, pairs_file):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tiny.parent / "last.safetensors"
-    result = CliRunner().invoke(main, ["vector", "--model", str(tiny), "--pairs", str(pairs_file), "--layers", "-1",
-                                       "--position", "mean-answer", "--out", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "vector",
+            "--model",
+            str(tiny),
+            "--pairs",
+            str(pairs_file),
+            "--layers",
+            "-1",
+            "--position",
+            "mean-answer",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
     captured = {}
-    handle = model.model.layers[3].register_forward_hook(lambda module, args, output: captured.update(
-        h=(output[0] if isinstance(output, tuple) else output)[0].double().numpy()))
+    handle = model.model.layers[3].register_forward_hook(
+        lambda module, args, output: captured.update(
+            h=(output[0] if isinstance(output, tuple) else output)[0].double().numpy()
+        )
+    )
     differences = []
     try:
         for pair in PAIRS:
@@ -129,21 +185,45 @@ def test_last_layer_is_the_layer_output_the_plugin_steers(tiny, pairs_file):
             for side in (pair["positive"], pair["negative"]):
                 ids, length = side_ids(tokenizer, side)
                 with torch.no_grad():
-                    last = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0].double().numpy()
+                    last = (
+                        model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+                        .hidden_states[-1][0]
+                        .double()
+                        .numpy()
+                    )
                 assert not np.allclose(last, captured["h"])  # hidden_states[-1] is normed: not what is steered
                 acts.append(captured["h"][length:].mean(axis=0))
             differences.append(acts[0] - acts[1])
     finally:
         handle.remove()
-    np.testing.assert_allclose(read_vector_file(out).per_layer[3], np.mean(differences, axis=0).astype(np.float32), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        read_vector_file(out).per_layer[3], np.mean(differences, axis=0).astype(np.float32), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_pca_points_along_the_mean_difference(tiny, pairs_file):
     runner = CliRunner()
     mean_file, pca_file = tiny.parent / "m.safetensors", tiny.parent / "p.safetensors"
     for method, out in (("mean-diff", mean_file), ("pca", pca_file)):
-        result = runner.invoke(main, ["vector", "--model", str(tiny), "--pairs", str(pairs_file), "--layers", "1",
-                                      "--method", method, "--position", "mean-answer", "--out", str(out), "--no-progress"])
+        result = runner.invoke(
+            main,
+            [
+                "vector",
+                "--model",
+                str(tiny),
+                "--pairs",
+                str(pairs_file),
+                "--layers",
+                "1",
+                "--method",
+                method,
+                "--position",
+                "mean-answer",
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0, result.output
     mean, pca = read_vector_file(mean_file).per_layer[1], read_vector_file(pca_file).per_layer[1]
     unit = pca / np.linalg.norm(pca)
@@ -154,10 +234,29 @@ def test_pca_points_along_the_mean_difference(tiny, pairs_file):
 
 def test_same_prompts_at_last_prompt_warn(tiny, tmp_path):
     path = tmp_path / "same.jsonl"
-    path.write_text(json.dumps({"positive": {"prompt": "Hi", "completion": "Yes!"}, "negative": {"prompt": "Hi", "completion": "No."}}) + "\n"
-                    + json.dumps(PAIRS[1]) + "\n")
-    result = CliRunner().invoke(main, ["vector", "--model", str(tiny), "--pairs", str(path), "--layers", "1",
-                                       "--out", str(tmp_path / "v.safetensors"), "--no-progress"])
+    path.write_text(
+        json.dumps(
+            {"positive": {"prompt": "Hi", "completion": "Yes!"}, "negative": {"prompt": "Hi", "completion": "No."}}
+        )
+        + "\n"
+        + json.dumps(PAIRS[1])
+        + "\n"
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "vector",
+            "--model",
+            str(tiny),
+            "--pairs",
+            str(path),
+            "--layers",
+            "1",
+            "--out",
+            str(tmp_path / "v.safetensors"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "warning: 1 pair(s) (lines 1) have the same prompt on both sides" in result.output
 
@@ -173,14 +272,20 @@ def test_serve_scale_residual_measures_norms_when_the_file_has_none(tiny, tmp_pa
 
     np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=64).astype(np.float32))
     options = ServeOptions(model=str(tiny), multipliers=parse_multipliers("0,1"))
-    plan, _ = build_plan(ServeRequest(options, tmp_path / "v.npy", 2, False, tmp_path / "d.jsonl", tmp_path, True, scale="residual"))
+    plan, _ = build_plan(
+        ServeRequest(options, tmp_path / "v.npy", 2, False, tmp_path / "d.jsonl", tmp_path, True, scale="residual")
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
     total, tokens = 0.0, 0
     for prompt in CALIBRATION_PROMPTS:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_dict=True
+        )["input_ids"]
         with torch.no_grad():
-            hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[3][0].double().numpy()
+            hidden = (
+                model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[3][0].double().numpy()
+            )
         total += np.linalg.norm(hidden[1:], axis=1).sum()
         tokens += len(ids) - 1
     expected = total / tokens

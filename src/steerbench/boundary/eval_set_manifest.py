@@ -39,8 +39,14 @@ def install() -> None:
         return
     original = evalset.write_eval_set_info
 
-    def write_eval_set_info(eval_set_id: str, log_dir: str, tasks: list[Any], all_logs: list[Any],
-                            eval_set_args: Any, fs_options: dict[str, Any] = {}) -> None:  # noqa: B006
+    def write_eval_set_info(
+        eval_set_id: str,
+        log_dir: str,
+        tasks: list[Any],
+        all_logs: list[Any],
+        eval_set_args: Any,
+        fs_options: dict[str, Any] = {},  # noqa: B006
+    ) -> None:
         try:
             _write_merged(evalset, eval_set_id, log_dir, tasks, all_logs, eval_set_args, fs_options)
         except Exception:  # never fail an eval set over its manifest: Inspect's own, unmerged
@@ -64,8 +70,15 @@ def merged(evalset: Any, new: Any, previous: bytes | None) -> bytes:
     return bytes(evalset.to_json_safe(evalset.EvalSet(eval_set_id=new.eval_set_id, tasks=tasks)))
 
 
-def _write_merged(evalset: Any, eval_set_id: str, log_dir: str, tasks: list[Any], all_logs: list[Any],
-                  eval_set_args: Any, fs_options: dict[str, Any]) -> None:
+def _write_merged(
+    evalset: Any,
+    eval_set_id: str,
+    log_dir: str,
+    tasks: list[Any],
+    all_logs: list[Any],
+    eval_set_args: Any,
+    fs_options: dict[str, Any],
+) -> None:
     new = evalset.to_eval_set(eval_set_id, tasks, all_logs, eval_set_args)
     fs = evalset.filesystem(log_dir)
     manifest = f"{fs.dir_location(log_dir)}{fs.sep}eval-set.json"

@@ -83,7 +83,13 @@ def layer_class(name: str, handle: Callable[[Any, Any], Any]) -> type:
             raise AttributeError(attr)
         return getattr(self._steerbench_inner, attr)
 
-    return type(name, (base,), {
-        "__init__": __init__, "handle_async_request": handle_async_request, "aclose": aclose,
-        "__getattr__": __getattr__,
-    })
+    return type(
+        name,
+        (base,),
+        {
+            "__init__": __init__,
+            "handle_async_request": handle_async_request,
+            "aclose": aclose,
+            "__getattr__": __getattr__,
+        },
+    )

@@ -14,13 +14,20 @@ from .output import print_check_report, print_sandbox_warning, say
 @click.option("--multiplier", "multipliers", multiple=True, help="Check only these multipliers (repeatable).")
 @click.option("--deployments", default="deployments.jsonl", show_default=True, help="Endpoints file.")
 @click.option("--benchmarks", default="benchmarks.jsonl", show_default=True, help="Benchmarks file.")
-@click.option("--log-root", default="logs", show_default=True, help="Log root the run will write (checked for writing).")
+@click.option(
+    "--log-root", default="logs", show_default=True, help="Log root the run will write (checked for writing)."
+)
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for each request.")
-@click.option("--sandbox", type=click.Choice(["docker", "local"]), default=None,
-              help="The sandbox `run` will be given, to warn about 'local' as run does.")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["docker", "local"]),
+    default=None,
+    help="The sandbox `run` will be given, to warn about 'local' as run does.",
+)
 @friendly_errors
-def check(multipliers: tuple[str, ...], deployments: str, benchmarks: str, log_root: str, timeout: float,
-          sandbox: str | None) -> None:
+def check(
+    multipliers: tuple[str, ...], deployments: str, benchmarks: str, log_root: str, timeout: float, sandbox: str | None
+) -> None:
     """Preflight every endpoint (reachable, key, model, latency) and check that steering changes answers."""
     from ..core.paths import require_filesystem
     from ..core.plan import RunOptions

@@ -53,16 +53,21 @@ def planned_cell_files(command: Any) -> Any:
     """--deployments and --benchmarks of the commands that read logs: the study's files, used,
     if present, to list planned cells that have no log."""
     for name, default in (("--benchmarks", "benchmarks.jsonl"), ("--deployments", "deployments.jsonl")):
-        command = click.option(name, default=default, show_default=True,
-                               help="Used, if present, to list planned cells that have no log.")(command)
+        command = click.option(
+            name, default=default, show_default=True, help="Used, if present, to list planned cells that have no log."
+        )(command)
     return command
 
 
 def synthetic_data_option(command: Any) -> Any:
     """--synthetic-data (hidden): the tasks read steerbench's bundled synthetic datasets, as in
     `steerbench demo` and the tests (the synthetic GPQA CSV is trusted; no download retries)."""
-    return click.option("--synthetic-data", is_flag=True, hidden=True,
-                        help="Tasks read steerbench's bundled synthetic datasets (demo, tests).")(command)
+    return click.option(
+        "--synthetic-data",
+        is_flag=True,
+        hidden=True,
+        help="Tasks read steerbench's bundled synthetic datasets (demo, tests).",
+    )(command)
 
 
 def synthetic_gpqa_sha256(synthetic_data: bool) -> str | None:

@@ -38,12 +38,16 @@ def print_plan(plan: Any, log_root: str, out: Out = say) -> None:
     for cell in plan.cells:
         args = json.dumps(cell.task_args, sort_keys=True)
         gen = json.dumps(cell.generate, sort_keys=True)
-        out(f"  {cell.label:<22} m={cell.multiplier.label:>6}  {cell.eval_name}  task_args={args}  generate={gen}"
-            + (f"  model_roles={json.dumps(cell.model_roles)}" if cell.model_roles else ""))
+        out(
+            f"  {cell.label:<22} m={cell.multiplier.label:>6}  {cell.eval_name}  task_args={args}  generate={gen}"
+            + (f"  model_roles={json.dumps(cell.model_roles)}" if cell.model_roles else "")
+        )
         out(f"  {'':<22} -> {join_path(log_root, cell.folder)}/")
     opts = plan.options
-    out(f"options: limit={opts.limit} max_connections={opts.max_connections} per endpoint"
-        + (f" shard={opts.shard[0]}/{opts.shard[1]}" if opts.shard else ""))
+    out(
+        f"options: limit={opts.limit} max_connections={opts.max_connections} per endpoint"
+        + (f" shard={opts.shard[0]}/{opts.shard[1]}" if opts.shard else "")
+    )
     from ..core.plan import server_connections
 
     out("connections per server:")
@@ -82,8 +86,10 @@ def trouble(progress: Any) -> str:
 
 def progress_line(progress: Any, now: float | None = None) -> str:
     """A running cell, as `run` prints it where there is no terminal: done/total, rate and ETA as of `now`."""
-    return (f"[multiplier {progress.multiplier}] {progress.label}: {progress.done}/{progress.total} samples, "
-            f"{rate_text(progress.rate_at(now))}, ETA {duration(progress.eta_at(now))}{trouble(progress)}")
+    return (
+        f"[multiplier {progress.multiplier}] {progress.label}: {progress.done}/{progress.total} samples, "
+        f"{rate_text(progress.rate_at(now))}, ETA {duration(progress.eta_at(now))}{trouble(progress)}"
+    )
 
 
 def print_shared_servers(plan: Any, out: Out = say) -> None:
@@ -106,7 +112,9 @@ def print_sandbox_warning(plan: Any, out: Out = error) -> None:
 
 def summary_lines(result: Any) -> list[str]:
     """The table `run` ends with: one row per cell, then the counts (a RunResult)."""
-    rows = sorted(result.outcomes, key=lambda o: (o.cell.category, o.cell.benchmark, o.cell.subset, o.cell.multiplier.value))
+    rows = sorted(
+        result.outcomes, key=lambda o: (o.cell.category, o.cell.benchmark, o.cell.subset, o.cell.multiplier.value)
+    )
     lines = ["", f"{'benchmark':<22} {'multiplier':>10}  {'status':<9} {'samples':>9}  detail"]
     for o in rows:
         samples = f"{o.completed}/{o.total}"
@@ -128,8 +136,10 @@ def print_adaptive_cells(study: Any, out: Out = say) -> None:
         if cell.multiplier_value == 0:
             continue
         interval = "" if math.isnan(cell.low) else f", mean paired harm in [{cell.low:+.4f}, {cell.high:+.4f}]"
-        out(f"adaptive: {cell_label(cell.benchmark, cell.subset)} at multiplier {cell.multiplier}: {cell.state}, "
-            f"{cell.done}/{cell.population or '?'} samples{interval} ({cell.reason})")
+        out(
+            f"adaptive: {cell_label(cell.benchmark, cell.subset)} at multiplier {cell.multiplier}: {cell.state}, "
+            f"{cell.done}/{cell.population or '?'} samples{interval} ({cell.reason})"
+        )
 
 
 # ---------------------------------------------------------------- aggregate and report
@@ -173,7 +183,9 @@ def print_status(status: Any, out: Out = say) -> None:
 
     out(f"log root: {status.log_root}")
     if not status.cells:
-        out("no logs and no planned cells (is this the right --log-root, with deployments.jsonl and benchmarks.jsonl here?)")
+        out(
+            "no logs and no planned cells (is this the right --log-root, with deployments.jsonl and benchmarks.jsonl here?)"
+        )
         return
     for line in format_grid(status):
         out(line)
@@ -185,14 +197,21 @@ def print_status(status: Any, out: Out = say) -> None:
             out(f"failed: {cell.key.where}: {cell.error}")
     for cell in status.cells:
         if cell.adaptive_state not in (None, "baseline"):
-            interval = "" if cell.adaptive_low is None else \
-                f", mean paired harm in [{cell.adaptive_low:+.4f}, {cell.adaptive_high:+.4f}]"
-            out(f"adaptive: {cell.key.where}: {cell.adaptive_state}, {cell.adaptive_samples}/"
-                f"{cell.adaptive_population or '?'} samples{interval} ({cell.adaptive_reason})")
+            interval = (
+                ""
+                if cell.adaptive_low is None
+                else f", mean paired harm in [{cell.adaptive_low:+.4f}, {cell.adaptive_high:+.4f}]"
+            )
+            out(
+                f"adaptive: {cell.key.where}: {cell.adaptive_state}, {cell.adaptive_samples}/"
+                f"{cell.adaptive_population or '?'} samples{interval} ({cell.adaptive_reason})"
+            )
     for cell in status.cells:
         if cell.state == "running" and cell.done is not None:
-            out(f"running: {cell.key.where}: {cell.done}/{cell.total_samples} samples, {rate_text(cell.rate)}, "
-                f"ETA {duration(cell.eta_seconds)}{trouble(cell)}")
+            out(
+                f"running: {cell.key.where}: {cell.done}/{cell.total_samples} samples, {rate_text(cell.rate)}, "
+                f"ETA {duration(cell.eta_seconds)}{trouble(cell)}"
+            )
     if not status.running_from_locks and counts["running"]:
         out("note: object stores have no locks, so a run that was killed also shows as running until it is resumed")
     for reason in status.skipped:
@@ -208,7 +227,9 @@ def print_check_report(report: Any, prompts: int, out: Out = say) -> None:
         dep = status.deployment
         latency = f"{status.latency_ms:.0f} ms" if status.latency_ms is not None else "-"
         if status.ok:
-            out(f"  multiplier {dep.multiplier.label:>6}  ok      model {status.served_model}  latency {latency}  {dep.url}")
+            out(
+                f"  multiplier {dep.multiplier.label:>6}  ok      model {status.served_model}  latency {latency}  {dep.url}"
+            )
         else:
             reason = (status.problem or "").split(": ", 1)[-1]
             out(f"  multiplier {dep.multiplier.label:>6}  FAILED  {reason}")
@@ -218,7 +239,7 @@ def print_check_report(report: Any, prompts: int, out: Out = say) -> None:
         out(f"steering sanity check: {prompts} prompt(s) at temperature 0 to each endpoint")
         for answers in report.answers:
             first = " ".join(answers.answers[0].split()) if answers.answers else ""
-            out(f"  multiplier {answers.multiplier:>6}  {answers.latency_ms:.0f} ms per answer  \"{first[:60]}\"")
+            out(f'  multiplier {answers.multiplier:>6}  {answers.latency_ms:.0f} ms per answer  "{first[:60]}"')
     if report.pairs:
         out("answer similarity between multipliers (1.00 = identical):")
         for line in similarity_matrix(report):

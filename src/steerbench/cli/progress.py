@@ -94,8 +94,15 @@ def live_table(progress: list[CellProgress], planned_cells: int, now: float | No
     from .output import duration, rate_text
 
     table = Table(box=None, pad_edge=False, show_edge=False)
-    for name, justify in (("cell", "left"), ("multiplier", "right"), ("samples", "right"), ("rate", "right"),
-                          ("errors", "right"), ("retries", "right"), ("ETA", "right")):
+    for name, justify in (
+        ("cell", "left"),
+        ("multiplier", "right"),
+        ("samples", "right"),
+        ("rate", "right"),
+        ("errors", "right"),
+        ("retries", "right"),
+        ("ETA", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     running = [p for p in progress if not p.finished]
     rows: list[tuple[str, str, list[CellProgress]]]
@@ -109,8 +116,12 @@ def live_table(progress: list[CellProgress], planned_cells: int, now: float | No
     for label, multiplier, parts in rows:
         table.add_row(label, multiplier, *_columns(parts, duration, rate_text, now))
     finished = sum(1 for p in progress if p.finished)
-    table.add_row(f"total: {finished} of {planned_cells} cells finished", "", *_columns(progress, duration, rate_text, now),
-                  style="bold")
+    table.add_row(
+        f"total: {finished} of {planned_cells} cells finished",
+        "",
+        *_columns(progress, duration, rate_text, now),
+        style="bold",
+    )
     errors = [p for p in running if p.first_error]
     for p in errors[:3]:
         table.add_row(f"  {p.label} at {p.multiplier}: {p.first_error}", "", "", "", "", "", "", style="red")
@@ -123,8 +134,13 @@ def _columns(parts: list[CellProgress], duration: Any, rate_text: Any, now: floa
     rate = sum(rates) if rates else None
     remaining = sum(max(p.total - p.done, 0) for p in parts if not p.finished)
     eta = remaining / rate if rate else None
-    return [f"{done}/{total}", rate_text(rate), str(sum(p.errors for p in parts)),
-            str(sum(p.retries for p in parts)), duration(eta) if eta is not None else "-"]
+    return [
+        f"{done}/{total}",
+        rate_text(rate),
+        str(sum(p.errors for p in parts)),
+        str(sum(p.retries for p in parts)),
+        duration(eta) if eta is not None else "-",
+    ]
 
 
 def make_monitor(quiet: bool, progress_every: float, cells: int) -> RunMonitor:

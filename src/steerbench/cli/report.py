@@ -13,23 +13,53 @@ from .output import error, print_flags, print_skipped, say
 
 
 @click.command()
-@click.option("--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix).")
-@click.option("--csv", "csv_path", default="data/aggregated_inspect_logs.csv", show_default=True,
-              help="Aggregate CSV, rewritten from the logs; scores.csv and paired_differences.csv go next to it.")
+@click.option(
+    "--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix)."
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    default="data/aggregated_inspect_logs.csv",
+    show_default=True,
+    help="Aggregate CSV, rewritten from the logs; scores.csv and paired_differences.csv go next to it.",
+)
 @click.option("--out", default="outputs", show_default=True, help="Folder for figures/ and report.html.")
-@click.option("--margin", default=0.02, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Safe range: the largest harm from multiplier 0 that counts as none, on the 0-1 scale "
-                   "(0.02 = 2 percentage points); safe_range.csv goes next to --csv.")
-@click.option("--compare", "compare", multiple=True, metavar="LABEL=LOG_ROOT",
-              help="Set several studies side by side (give it once per study, at least twice): "
-                   "compare.html, figures and CSVs with a study column go to --out; --log-root and --csv are not used.")
-@click.option("--axis", type=click.Choice(["multiplier", "relative-norm"]), default="multiplier", show_default=True,
-              help="With --compare: the x axis. relative-norm: |m·v| / residual norm from `steerbench serve`'s "
-                   "provenance, the unit that compares models, layers and vectors.")
+@click.option(
+    "--margin",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Safe range: the largest harm from multiplier 0 that counts as none, on the 0-1 scale "
+    "(0.02 = 2 percentage points); safe_range.csv goes next to --csv.",
+)
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    metavar="LABEL=LOG_ROOT",
+    help="Set several studies side by side (give it once per study, at least twice): "
+    "compare.html, figures and CSVs with a study column go to --out; --log-root and --csv are not used.",
+)
+@click.option(
+    "--axis",
+    type=click.Choice(["multiplier", "relative-norm"]),
+    default="multiplier",
+    show_default=True,
+    help="With --compare: the x axis. relative-norm: |m·v| / residual norm from `steerbench serve`'s "
+    "provenance, the unit that compares models, layers and vectors.",
+)
 @planned_cell_files
 @friendly_errors
-def report(log_root: str, csv_path: str, out: str, margin: float, compare: tuple[str, ...], axis: str,
-           deployments: str, benchmarks: str) -> None:
+def report(
+    log_root: str,
+    csv_path: str,
+    out: str,
+    margin: float,
+    compare: tuple[str, ...],
+    axis: str,
+    deployments: str,
+    benchmarks: str,
+) -> None:
     """Figures, paired statistics, flags and a self-contained report.html from the logs."""
     from ..core.paths import is_remote, require_filesystem
     from ..core.plan import planned_cells
@@ -86,7 +116,10 @@ def compare_studies(compare: tuple[str, ...], out: str, margin: float, axis: str
     say(f"wrote {len(files.figures)} figures (PNG and PDF) to {os.path.join(out, 'figures')}")
     for study in studies:
         ranges = study.analysis.steering.ranges if study.analysis.steering else []
-        say(f"safe ranges, {study.label}: " + ("; ".join(f"{r.label} {r.lowest_safe} … {r.highest_safe}" for r in ranges) or "none"))
+        say(
+            f"safe ranges, {study.label}: "
+            + ("; ".join(f"{r.label} {r.lowest_safe} … {r.highest_safe}" for r in ranges) or "none")
+        )
     say(f"wrote {files.html} (open it in a browser; it needs no network)")
 
 

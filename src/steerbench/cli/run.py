@@ -10,7 +10,15 @@ import click
 
 from ..core.config import ConfigError
 from .options import EXIT_FAILED, friendly_errors, parse_shard, synthetic_data_option, synthetic_gpqa_sha256
-from .output import error, print_adaptive_cells, print_plan, print_sandbox_warning, print_shared_servers, print_summary, say
+from .output import (
+    error,
+    print_adaptive_cells,
+    print_plan,
+    print_sandbox_warning,
+    print_shared_servers,
+    print_summary,
+    say,
+)
 
 if TYPE_CHECKING:
     from ..core.adaptive import AdaptiveSettings
@@ -18,7 +26,9 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option("--multiplier", "multipliers", multiple=True, help="Multiplier to run (repeatable), as in deployments.jsonl.")
+@click.option(
+    "--multiplier", "multipliers", multiple=True, help="Multiplier to run (repeatable), as in deployments.jsonl."
+)
 @click.option("--all", "run_all", is_flag=True, help="Run every multiplier in deployments.jsonl.")
 @click.option("--benchmark", "benchmark_names", multiple=True, help="Only these benchmarks (repeatable).")
 @click.option("--category", "categories", multiple=True, help="Only these categories (repeatable).")
@@ -27,41 +37,97 @@ if TYPE_CHECKING:
 @click.option("--log-root", default="logs", show_default=True, help="Log root (a folder or s3://bucket/prefix).")
 @click.option("--limit", type=int, default=None, help="Samples per eval (smoke runs).")
 @click.option("--max-connections", type=int, default=None, help="Concurrent requests per endpoint [default: 20].")
-@click.option("--max-connections-per-server", type=int, default=None,
-              help="Cap on concurrent requests to one server, summed over the multipliers that share its URL "
-                   "[default: 32 for a URL several multipliers share; none for a URL of its own].")
+@click.option(
+    "--max-connections-per-server",
+    type=int,
+    default=None,
+    help="Cap on concurrent requests to one server, summed over the multipliers that share its URL "
+    "[default: 32 for a URL several multipliers share; none for a URL of its own].",
+)
 @click.option("--temperature", type=float, default=None, help="Override the study's temperature (0.0).")
 @click.option("--max-tokens", type=int, default=None, help="Override the study's max_tokens (1000).")
 @click.option("--request-timeout", type=int, default=None, help="Seconds per request attempt before retrying (100).")
-@click.option("--sandbox", type=click.Choice(["docker", "local"]), default=None,
-              help="Sandbox for code benchmarks. 'local' runs model-written code on this machine.")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["docker", "local"]),
+    default=None,
+    help="Sandbox for code benchmarks. 'local' runs model-written code on this machine.",
+)
 @click.option("--shard", default=None, help="Run only shard i of n (i/n), for several machines sharing a log root.")
-@click.option("--workers", type=int, default=None,
-              help="Worker processes (default: one per multiplier, at most 32, so every endpoint is busy at once; "
-                   "one per core where workers cannot be forked).")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: one per multiplier, at most 32, so every endpoint is busy at once; "
+    "one per core where workers cannot be forked).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit without sending anything.")
-@click.option("--progress-every", type=click.FloatRange(min=0.1), default=60.0, show_default=True, metavar="SECONDS",
-              help="Where the output is not a terminal: at most one progress line per running cell this often.")
+@click.option(
+    "--progress-every",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Where the output is not a terminal: at most one progress line per running cell this often.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
-@click.option("--adaptive", is_flag=True,
-              help="Run samples in growing batches and stop each cell once an anytime-valid interval decides it "
-                   "(docs/how-to/adaptive.md).")
+@click.option(
+    "--adaptive",
+    is_flag=True,
+    help="Run samples in growing batches and stop each cell once an anytime-valid interval decides it "
+    "(docs/how-to/adaptive.md).",
+)
 @click.option("--margin", type=float, default=None, help="--adaptive: harm margin on the 0-1 scale [default: 0.02].")
-@click.option("--precision", type=float, default=None,
-              help="--adaptive: also stop a cell once its interval is this narrow [default: 0.01].")
+@click.option(
+    "--precision",
+    type=float,
+    default=None,
+    help="--adaptive: also stop a cell once its interval is this narrow [default: 0.01].",
+)
 @click.option("--first-batch", type=int, default=None, help="--adaptive: samples in the first batch [default: 50].")
-@click.option("--goal", type=click.Choice(["curves", "safe-range"]), default=None,
-              help="--adaptive: 'safe-range' also stops cells past the first harmful multiplier on a side [default: curves].")
+@click.option(
+    "--goal",
+    type=click.Choice(["curves", "safe-range"]),
+    default=None,
+    help="--adaptive: 'safe-range' also stops cells past the first harmful multiplier on a side [default: curves].",
+)
 @synthetic_data_option
-@click.option("--retry-wait", type=float, default=None, hidden=True,
-              help="Seconds between retries of a failed request instead of Inspect's backoff (tests, local servers).")
+@click.option(
+    "--retry-wait",
+    type=float,
+    default=None,
+    hidden=True,
+    help="Seconds between retries of a failed request instead of Inspect's backoff (tests, local servers).",
+)
 @friendly_errors
-def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str, ...], categories: tuple[str, ...],
-        deployments: str, benchmarks: str, log_root: str, limit: int | None, max_connections: int | None,
-        max_connections_per_server: int | None, temperature: float | None, max_tokens: int | None, request_timeout: int | None, sandbox: str | None,
-        shard: str | None, workers: int | None, dry_run: bool, progress_every: float, quiet: bool,
-        adaptive: bool, margin: float | None, precision: float | None, first_batch: int | None, goal: str | None,
-        synthetic_data: bool, retry_wait: float | None) -> None:
+def run(
+    multipliers: tuple[str, ...],
+    run_all: bool,
+    benchmark_names: tuple[str, ...],
+    categories: tuple[str, ...],
+    deployments: str,
+    benchmarks: str,
+    log_root: str,
+    limit: int | None,
+    max_connections: int | None,
+    max_connections_per_server: int | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    request_timeout: int | None,
+    sandbox: str | None,
+    shard: str | None,
+    workers: int | None,
+    dry_run: bool,
+    progress_every: float,
+    quiet: bool,
+    adaptive: bool,
+    margin: float | None,
+    precision: float | None,
+    first_batch: int | None,
+    goal: str | None,
+    synthetic_data: bool,
+    retry_wait: float | None,
+) -> None:
     """Run the (multiplier x benchmark) grid; re-running resumes what is missing."""
     from ..core.config import DEFAULT_MAX_CONNECTIONS
     from ..core.paths import require_filesystem
@@ -71,13 +137,24 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
     if workers is not None and workers < 1:
         raise ConfigError("command line", "must be at least 1", field="--workers")
     require_filesystem(log_root)
-    overrides = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "timeout": request_timeout}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"temperature": temperature, "max_tokens": max_tokens, "timeout": request_timeout}.items()
+        if v is not None
+    }
     options = RunOptions(
-        multipliers=multipliers, all=run_all, benchmarks=benchmark_names, categories=categories,
-        limit=limit, max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
+        multipliers=multipliers,
+        all=run_all,
+        benchmarks=benchmark_names,
+        categories=categories,
+        limit=limit,
+        max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
         max_connections_per_server=max_connections_per_server,
-        generate=overrides, sandbox=sandbox, shard=parse_shard(shard),
-        retry_wait=retry_wait, trust_gpqa_sha256=synthetic_gpqa_sha256(synthetic_data),
+        generate=overrides,
+        sandbox=sandbox,
+        shard=parse_shard(shard),
+        retry_wait=retry_wait,
+        trust_gpqa_sha256=synthetic_gpqa_sha256(synthetic_data),
         adaptive=adaptive_settings(adaptive, margin, precision, first_batch, goal),
     )
     plan = load_plan(deployments, benchmarks, options)
@@ -118,8 +195,9 @@ def run(multipliers: tuple[str, ...], run_all: bool, benchmark_names: tuple[str,
         sys.exit(EXIT_FAILED)
 
 
-def adaptive_settings(adaptive: bool, margin: float | None, precision: float | None, first_batch: int | None,
-                      goal: str | None) -> AdaptiveSettings | None:
+def adaptive_settings(
+    adaptive: bool, margin: float | None, precision: float | None, first_batch: int | None, goal: str | None
+) -> AdaptiveSettings | None:
     from ..core.adaptive import AdaptiveSettings
 
     given = {"--margin": margin, "--precision": precision, "--first-batch": first_batch, "--goal": goal}
@@ -142,9 +220,11 @@ def adaptive_plan_line(plan: Plan) -> str:
 
     settings = plan.options.adaptive
     assert settings is not None
-    return (f"adaptive: batches of {settings.first_batch}, then doubling, until each cell is decided; margin "
-            f"{settings.margin}, precision {settings.precision}, goal {settings.goal}; alpha "
-            f"{settings.family_alpha} / {tests_in(plan)} cells = {settings.cell_alpha(tests_in(plan)):.2e} per cell")
+    return (
+        f"adaptive: batches of {settings.first_batch}, then doubling, until each cell is decided; margin "
+        f"{settings.margin}, precision {settings.precision}, goal {settings.goal}; alpha "
+        f"{settings.family_alpha} / {tests_in(plan)} cells = {settings.cell_alpha(tests_in(plan)):.2e} per cell"
+    )
 
 
 def refuse_earlier_full_run(plan: Plan, log_root: str) -> None:
@@ -154,11 +234,17 @@ def refuse_earlier_full_run(plan: Plan, log_root: str) -> None:
 
     planned = {(c.benchmark, c.subset, c.multiplier.value) for c in plan.cells}
     headers, _ = read_headers(log_root)
-    clash = next((h for h in headers if not h.adaptive and (h.benchmark, h.subset, float(h.multiplier)) in planned), None)
+    clash = next(
+        (h for h in headers if not h.adaptive and (h.benchmark, h.subset, float(h.multiplier)) in planned), None
+    )
     if clash is not None:
-        raise ConfigError("command line", f"{log_root} already holds a non-adaptive run of {clash.benchmark} at "
-                          f"multiplier {clash.multiplier} ({clash.row.get('log_file')}); use another --log-root for "
-                          "the adaptive study", field="--log-root")
+        raise ConfigError(
+            "command line",
+            f"{log_root} already holds a non-adaptive run of {clash.benchmark} at "
+            f"multiplier {clash.multiplier} ({clash.row.get('log_file')}); use another --log-root for "
+            "the adaptive study",
+            field="--log-root",
+        )
     settings = plan.options.adaptive
     assert settings is not None
     asked = {"--margin": settings.margin, "--precision": settings.precision, "--goal": settings.goal}
@@ -167,9 +253,13 @@ def refuse_earlier_full_run(plan: Plan, log_root: str) -> None:
         for flag, value in asked.items():
             before = earlier.get(flag.removeprefix("--"))
             if before is not None and before != value:
-                raise ConfigError("command line", f"{log_root} holds an adaptive study run with {flag} {before} "
-                                  f"({h.row.get('log_file')}); resume it with the same value, or use another "
-                                  "--log-root", field=flag)
+                raise ConfigError(
+                    "command line",
+                    f"{log_root} holds an adaptive study run with {flag} {before} "
+                    f"({h.row.get('log_file')}); resume it with the same value, or use another "
+                    "--log-root",
+                    field=flag,
+                )
 
 
 command = run

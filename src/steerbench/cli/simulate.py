@@ -13,8 +13,12 @@ from .output import error, say
 
 
 @click.command()
-@click.option("--multipliers", default="-1.5,-1.0,-0.5,0.0,0.5,1.0,1.5", show_default=True,
-              help="Comma-separated multipliers, one endpoint each.")
+@click.option(
+    "--multipliers",
+    default="-1.5,-1.0,-0.5,0.0,0.5,1.0,1.5",
+    show_default=True,
+    help="Comma-separated multipliers, one endpoint each.",
+)
 @click.option("--port", type=int, default=8000, show_default=True, help="First port; endpoint i listens on port+i.")
 @friendly_errors
 def simulate(multipliers: str, port: int) -> None:
@@ -30,7 +34,9 @@ def simulate(multipliers: str, port: int) -> None:
             try:
                 endpoint.start()
             except OSError as e:
-                raise ConfigError("command line", f"port {endpoint.requested_port} is not free ({e.strerror})", field="--port") from None
+                raise ConfigError(
+                    "command line", f"port {endpoint.requested_port} is not free ({e.strerror})", field="--port"
+                ) from None
         error(f"# {SIMULATOR_NOTICE}")
         error("# deployments.jsonl lines (serving until Ctrl-C):")
         for endpoint, value in zip(endpoints, values):

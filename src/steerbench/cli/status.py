@@ -15,15 +15,31 @@ WATCH_SECONDS = 5.0
 
 
 @click.command()
-@click.option("--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix).")
-@click.option("--deployments", default="deployments.jsonl", show_default=True,
-              help="Used, if present, for the grid's planned cells.")
-@click.option("--benchmarks", default="benchmarks.jsonl", show_default=True,
-              help="Used, if present, for the grid's planned cells.")
+@click.option(
+    "--log-root", default="logs", show_default=True, help="Log root to read (a folder or s3://bucket/prefix)."
+)
+@click.option(
+    "--deployments",
+    default="deployments.jsonl",
+    show_default=True,
+    help="Used, if present, for the grid's planned cells.",
+)
+@click.option(
+    "--benchmarks",
+    default="benchmarks.jsonl",
+    show_default=True,
+    help="Used, if present, for the grid's planned cells.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the grid as JSON, for scripts.")
-@click.option("--watch", type=click.FloatRange(min=0.5), is_flag=False, flag_value=WATCH_SECONDS, default=None,
-              metavar="[SECONDS]", help=f"Show it again every SECONDS (default {WATCH_SECONDS:g}) until Ctrl-C; "
-                                        "in a terminal it is redrawn in place.")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.5),
+    is_flag=False,
+    flag_value=WATCH_SECONDS,
+    default=None,
+    metavar="[SECONDS]",
+    help=f"Show it again every SECONDS (default {WATCH_SECONDS:g}) until Ctrl-C; in a terminal it is redrawn in place.",
+)
 @friendly_errors
 def status(log_root: str, deployments: str, benchmarks: str, as_json: bool, watch: float | None) -> None:
     """Where the study stands: done, partial, failed, running or missing, per cell (log headers only)."""

@@ -50,21 +50,58 @@ def vector() -> None:
 
 @vector.command(MAKE)
 @click.option("--model", required=True, help="Model folder (or a hub id already in the local cache).")
-@click.option("--pairs", "pairs_path", required=True, type=click.Path(path_type=Path),
-              help="Contrast pairs, one JSON object per line: {\"positive\": SIDE, \"negative\": SIDE}.")
-@click.option("--layers", required=True, help="Decoder layers (0-based; negative counts from the end), e.g. 12 or 10,12,14.")
-@click.option("--method", type=click.Choice(["mean-diff", "pca"]), default="mean-diff", show_default=True,
-              help="mean-diff: mean of the pair differences (CAA); pca: their first principal component.")
-@click.option("--position", type=click.Choice(["last-prompt", "mean-answer"]), default="last-prompt", show_default=True,
-              help="last-prompt: the prompt's last token; mean-answer: the mean over the completion's tokens.")
-@click.option("--out", type=click.Path(path_type=Path), default="vector.safetensors", show_default=True,
-              help="The .safetensors file to write: one vector per layer, with metadata.")
-@click.option("--device", default="auto", show_default=True, help="auto (a GPU where there is one), cpu, cuda, cuda:1 ...")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-              help="Model dtype [default: float32 on a CPU, bfloat16 on a GPU].")
+@click.option(
+    "--pairs",
+    "pairs_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help='Contrast pairs, one JSON object per line: {"positive": SIDE, "negative": SIDE}.',
+)
+@click.option(
+    "--layers", required=True, help="Decoder layers (0-based; negative counts from the end), e.g. 12 or 10,12,14."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["mean-diff", "pca"]),
+    default="mean-diff",
+    show_default=True,
+    help="mean-diff: mean of the pair differences (CAA); pca: their first principal component.",
+)
+@click.option(
+    "--position",
+    type=click.Choice(["last-prompt", "mean-answer"]),
+    default="last-prompt",
+    show_default=True,
+    help="last-prompt: the prompt's last token; mean-answer: the mean over the completion's tokens.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default="vector.safetensors",
+    show_default=True,
+    help="The .safetensors file to write: one vector per layer, with metadata.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (a GPU where there is one), cpu, cuda, cuda:1 ..."
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default=None,
+    help="Model dtype [default: float32 on a CPU, bfloat16 on a GPU].",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def make(model: str, pairs_path: Path, layers: str, method: str, position: str, out: Path, device: str,
-         dtype: str | None, no_progress: bool) -> None:
+def make(
+    model: str,
+    pairs_path: Path,
+    layers: str,
+    method: str,
+    position: str,
+    out: Path,
+    device: str,
+    dtype: str | None,
+    no_progress: bool,
+) -> None:
     """Make a steering vector from contrast pairs: the residual stream after each layer, positive minus negative."""
     import numpy as np
 
@@ -84,7 +121,9 @@ def make(model: str, pairs_path: Path, layers: str, method: str, position: str, 
             raise VectorError(f"--layers {layers}: names one layer twice (negative numbers count from the end)")
         require_torch()
         settings = ExtractionSettings(model, chosen, method, position, device, dtype)
-        say(f"{len(pairs.pairs)} pair(s) from {pairs_path}; layers {list(chosen)} of {shape.num_layers}; {method} at {position}")
+        say(
+            f"{len(pairs.pairs)} pair(s) from {pairs_path}; layers {list(chosen)} of {shape.num_layers}; {method} at {position}"
+        )
         extracted = extract(settings, pairs.pairs, progress=not no_progress)
     except (PairsError, ModelError, VectorError, ExtractionError) as problem:
         _fail(problem)
@@ -92,13 +131,17 @@ def make(model: str, pairs_path: Path, layers: str, method: str, position: str, 
         error(f"warning: {warning}")
     write_extracted(out, settings, pairs, extracted)
     for layer in chosen:
-        say(f"  layer {layer}: norm {float(np.linalg.norm(extracted.vectors[layer])):.4g}, "
-            f"mean residual norm {extracted.residual_norms.get(layer, float('nan')):.4g}")
+        say(
+            f"  layer {layer}: norm {float(np.linalg.norm(extracted.vectors[layer])):.4g}, "
+            f"mean residual norm {extracted.residual_norms.get(layer, float('nan')):.4g}"
+        )
     say(f"wrote {out}")
 
 
 @vector.command("random")
-@click.option("--like", "like", required=True, type=click.Path(path_type=Path), help="The vector whose per-layer norms to copy.")
+@click.option(
+    "--like", "like", required=True, type=click.Path(path_type=Path), help="The vector whose per-layer norms to copy."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random directions.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
 def random_vector(like: Path, seed: int, out: Path) -> None:
@@ -113,7 +156,9 @@ def random_vector(like: Path, seed: int, out: Path) -> None:
     except VectorError as problem:
         _fail(problem)
     if source.per_layer is None:
-        _fail(f"--like {like}: holds one vector without a layer; random needs per-layer vectors (as `steerbench vector` writes)")
+        _fail(
+            f"--like {like}: holds one vector without a layer; random needs per-layer vectors (as `steerbench vector` writes)"
+        )
     if out.resolve() == like.resolve():
         _fail(f"--out {out}: is the --like file itself")
     vectors = random_like(source.per_layer, seed)
@@ -144,8 +189,12 @@ def info(file: Path, as_json: bool) -> None:
         "format": loaded.format,
         "sha256": file_sha256(file),
         "layers": [
-            {"layer": layer, "size": int(v.shape[0]) if v.ndim == 1 else list(v.shape), "norm": float(np.linalg.norm(v)),
-             "residual_norm": residual.get(layer) if layer is not None else None}
+            {
+                "layer": layer,
+                "size": int(v.shape[0]) if v.ndim == 1 else list(v.shape),
+                "norm": float(np.linalg.norm(v)),
+                "residual_norm": residual.get(layer) if layer is not None else None,
+            }
             for layer, v in layers.items()
         ],
         "metadata": loaded.metadata,
@@ -157,7 +206,11 @@ def info(file: Path, as_json: bool) -> None:
     say(f"{file}: {loaded.format}, sha256 {summary['sha256']}")
     for row in summary["layers"]:
         where = "one vector (no layer: serve needs --layer)" if row["layer"] is None else f"layer {row['layer']}"
-        ratio = f", residual norm {row['residual_norm']:.4g} (ratio {row['norm'] / row['residual_norm']:.3g})" if row["residual_norm"] else ""
+        ratio = (
+            f", residual norm {row['residual_norm']:.4g} (ratio {row['norm'] / row['residual_norm']:.3g})"
+            if row["residual_norm"]
+            else ""
+        )
         say(f"  {where}: size {row['size']}, norm {row['norm']:.4g}{ratio}")
     if not residual:
         say("  residual norms: not recorded in this file")

@@ -119,7 +119,7 @@ def beyond_first_harmful(states: dict[float, str]) -> set[float]:
         side = sorted((m for m in states if m * sign > 0), key=abs)
         harmful = next((i for i, m in enumerate(side) if states[m] == HARMFUL), None)
         if harmful is not None:
-            beyond.update(side[harmful + 1:])
+            beyond.update(side[harmful + 1 :])
     return beyond
 
 
@@ -133,7 +133,9 @@ def effective_states(cells: Sequence[CellView], goal: str) -> dict[float, str]:
     return states
 
 
-def next_batches(cells: Sequence[CellView], first: int, population: int | None, goal: str = "curves") -> list[BatchRequest]:
+def next_batches(
+    cells: Sequence[CellView], first: int, population: int | None, goal: str = "curves"
+) -> list[BatchRequest]:
     """The next batch of one benchmark (subset): every open cell moves to the next prefix length,
     multiplier 0 to the longest prefix any other cell runs. When multiplier 0 lags behind another
     cell (a run killed between the two), it catches up first, so no cell is extended before its
@@ -143,8 +145,7 @@ def next_batches(cells: Sequence[CellView], first: int, population: int | None, 
         return []
     others = [c for c in cells if c.multiplier != 0]
     states = effective_states(others, goal)
-    open_cells = [c for c in others if states[c.multiplier] == OPEN
-                  and (population is None or c.done < population)]
+    open_cells = [c for c in others if states[c.multiplier] == OPEN and (population is None or c.done < population)]
     if not open_cells:
         return []
     furthest = max(c.done for c in open_cells)

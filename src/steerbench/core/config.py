@@ -30,19 +30,50 @@ DEFAULT_MAX_CONNECTIONS_PER_SHARED_SERVER = 32
 # Generation settings a benchmark may override (Inspect GenerateConfig fields that
 # change what the model is asked, not how requests are transported).
 GENERATE_FIELDS = {
-    "temperature", "max_tokens", "top_p", "top_k", "stop_seqs", "seed",
-    "frequency_penalty", "presence_penalty", "system_message", "timeout",
-    "num_choices", "logprobs", "top_logprobs", "reasoning_effort", "max_retries",
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "top_k",
+    "stop_seqs",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "system_message",
+    "timeout",
+    "num_choices",
+    "logprobs",
+    "top_logprobs",
+    "reasoning_effort",
+    "max_retries",
 }
 
 DEPLOYMENT_FIELDS = {"multiplier", "url", "key", "model", "extra_body", "steering"}
 # Keys of a chat-completion request that extra_body must not override: steerbench and Inspect own them.
 RESERVED_BODY_KEYS = ("model", "messages", "stream")
-STEERING_FIELDS = {"model", "layer", "vector_sha256", "normalized", "scale", "vector_norm", "residual_norm", "relative_norm",
-                   "operation", "positions"}
+STEERING_FIELDS = {
+    "model",
+    "layer",
+    "vector_sha256",
+    "normalized",
+    "scale",
+    "vector_norm",
+    "residual_norm",
+    "relative_norm",
+    "operation",
+    "positions",
+}
 BENCHMARK_FIELDS = {
-    "name", "eval_name", "category", "shots", "task_args", "subsets",
-    "grader", "generate", "sandbox", "epochs", "description",
+    "name",
+    "eval_name",
+    "category",
+    "shots",
+    "task_args",
+    "subsets",
+    "grader",
+    "generate",
+    "sandbox",
+    "epochs",
+    "description",
 }
 SANDBOXES = {"docker", "local"}
 # A name or category becomes one folder under the log root.
@@ -231,7 +262,7 @@ def _plain_numbers(value: Any, keep: bool = True) -> Any:
 
 def parse_multiplier(raw: Any, source: str, line: int | None, field_name: str = "multiplier") -> Multiplier:
     if isinstance(raw, bool) or raw is None:
-        raise ConfigError(source, "must be a number or a numeric string, e.g. \"-1.5\"", line, field_name)
+        raise ConfigError(source, 'must be a number or a numeric string, e.g. "-1.5"', line, field_name)
     if isinstance(raw, _Number):
         text = raw.text
     elif isinstance(raw, (int, float)):
@@ -239,7 +270,7 @@ def parse_multiplier(raw: Any, source: str, line: int | None, field_name: str = 
     elif isinstance(raw, str):
         text = raw.strip()
     else:
-        raise ConfigError(source, "must be a number or a numeric string, e.g. \"-1.5\"", line, field_name)
+        raise ConfigError(source, 'must be a number or a numeric string, e.g. "-1.5"', line, field_name)
     if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", text):
         raise ConfigError(source, f"{text!r} is not a finite decimal number", line, field_name)
     value = float(text)
@@ -252,7 +283,7 @@ def parse_multiplier(raw: Any, source: str, line: int | None, field_name: str = 
 
 def _check_url(raw: Any, source: str, line: int) -> str:
     if not isinstance(raw, str) or not raw.strip():
-        raise ConfigError(source, "must be a non-empty string such as \"https://host/v1/\"", line, "url")
+        raise ConfigError(source, 'must be a non-empty string such as "https://host/v1/"', line, "url")
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https"):
         raise ConfigError(source, "must start with http:// or https://", line, "url")
@@ -275,7 +306,9 @@ def load_deployments(path: Path | str) -> list[Deployment]:
     for line, obj in read_jsonl(path):
         unknown = sorted(set(obj) - DEPLOYMENT_FIELDS)
         if unknown:
-            raise ConfigError(source, f"unknown field (allowed: {', '.join(sorted(DEPLOYMENT_FIELDS))})", line, unknown[0])
+            raise ConfigError(
+                source, f"unknown field (allowed: {', '.join(sorted(DEPLOYMENT_FIELDS))})", line, unknown[0]
+            )
         for required in ("multiplier", "url", "key"):
             if required not in obj:
                 raise ConfigError(source, "is missing", line, required)
@@ -288,9 +321,9 @@ def load_deployments(path: Path | str) -> list[Deployment]:
         url = _check_url(obj["url"], source, line)
         key = obj["key"]
         if not isinstance(key, str) or not key:
-            raise ConfigError(source, "must be a non-empty string (or \"${ENV_VAR}\")", line, "key")
+            raise ConfigError(source, 'must be a non-empty string (or "${ENV_VAR}")', line, "key")
         if key.startswith("$") and not _ENV_REF.match(key):
-            raise ConfigError(source, "an environment reference must look like \"${NAME}\"", line, "key")
+            raise ConfigError(source, 'an environment reference must look like "${NAME}"', line, "key")
         model = obj.get("model")
         if model is not None and (not isinstance(model, str) or not model.strip() or "\x00" in model):
             raise ConfigError(source, "must be a non-empty string", line, "model")
@@ -304,7 +337,9 @@ def _check_extra_body(raw: Any, source: str, line: int) -> dict[str, Any] | None
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise ConfigError(source, "must be a JSON object merged into each request, e.g. {\"vllm_xargs\": {...}}", line, "extra_body")
+        raise ConfigError(
+            source, 'must be a JSON object merged into each request, e.g. {"vllm_xargs": {...}}', line, "extra_body"
+        )
     reserved = [key for key in RESERVED_BODY_KEYS if key in raw]
     if reserved:
         raise ConfigError(source, f"must not set {reserved[0]!r}: steerbench sends it", line, "extra_body")
@@ -322,7 +357,12 @@ def _check_steering(raw: Any, source: str, line: int) -> dict[str, Any] | None:
         raise ConfigError(source, f"must be an object with {', '.join(sorted(STEERING_FIELDS))}", line, "steering")
     unknown = sorted(set(raw) - STEERING_FIELDS)
     if unknown:
-        raise ConfigError(source, f"has unknown field {unknown[0]!r} (allowed: {', '.join(sorted(STEERING_FIELDS))})", line, "steering")
+        raise ConfigError(
+            source,
+            f"has unknown field {unknown[0]!r} (allowed: {', '.join(sorted(STEERING_FIELDS))})",
+            line,
+            "steering",
+        )
     if isinstance(raw.get("model"), str):  # provenance reaches the CSV and the report: no local path there
         return {**raw, "model": model_display_name(raw["model"])}
     return raw
@@ -352,9 +392,14 @@ def _check_generate(raw: Any, source: str, line: int) -> dict[str, Any]:
     for key, value in raw.items():
         if key not in GENERATE_FIELDS:
             raise ConfigError(
-                source, f"unknown generation setting {key!r} (allowed: {', '.join(sorted(GENERATE_FIELDS))})", line, "generate"
+                source,
+                f"unknown generation setting {key!r} (allowed: {', '.join(sorted(GENERATE_FIELDS))})",
+                line,
+                "generate",
             )
-        if isinstance(value, bool) or (value is not None and key in {"max_tokens", "timeout", "seed"} and not isinstance(value, int)):
+        if isinstance(value, bool) or (
+            value is not None and key in {"max_tokens", "timeout", "seed"} and not isinstance(value, int)
+        ):
             raise ConfigError(source, f"{key} must be an integer or null", line, f"generate.{key}")
     return dict(raw)
 
@@ -395,7 +440,9 @@ def load_benchmarks(path: Path | str) -> list[Benchmark]:
     for line, obj in read_jsonl(path):
         unknown = sorted(set(obj) - BENCHMARK_FIELDS)
         if unknown:
-            raise ConfigError(source, f"unknown field (allowed: {', '.join(sorted(BENCHMARK_FIELDS))})", line, unknown[0])
+            raise ConfigError(
+                source, f"unknown field (allowed: {', '.join(sorted(BENCHMARK_FIELDS))})", line, unknown[0]
+            )
         for required in ("name", "eval_name", "category"):
             if required not in obj:
                 raise ConfigError(source, "is missing", line, required)
@@ -406,13 +453,18 @@ def load_benchmarks(path: Path | str) -> list[Benchmark]:
         category = check_path_component(obj["category"], source, line, "category")
         eval_name = obj["eval_name"]
         if not isinstance(eval_name, str) or not eval_name.strip() or "\x00" in eval_name:
-            raise ConfigError(source, "must be an Inspect task spec such as \"inspect_evals/gsm8k\"", line, "eval_name")
+            raise ConfigError(source, 'must be an Inspect task spec such as "inspect_evals/gsm8k"', line, "eval_name")
         shots = obj.get("shots")
         if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 0):
             raise ConfigError(source, "must be a non-negative integer or null", line, "shots")
         grader = obj.get("grader")
         if grader is not None and (not isinstance(grader, str) or ("/" not in grader and grader != "self")):
-            raise ConfigError(source, "must be an Inspect model name such as \"anthropic/claude-3-7-sonnet-20250219\", or \"self\"", line, "grader")
+            raise ConfigError(
+                source,
+                'must be an Inspect model name such as "anthropic/claude-3-7-sonnet-20250219", or "self"',
+                line,
+                "grader",
+            )
         sandbox = obj.get("sandbox")
         if sandbox is not None and sandbox not in SANDBOXES:
             raise ConfigError(source, f"must be one of {sorted(SANDBOXES)}", line, "sandbox")

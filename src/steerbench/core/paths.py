@@ -32,7 +32,9 @@ def require_filesystem(log_root: str) -> None:
     try:
         fsspec.get_filesystem_class(protocol)
     except ValueError:
-        raise ConfigError("command line", f"{protocol}:// is not a known storage protocol", field="--log-root") from None
+        raise ConfigError(
+            "command line", f"{protocol}:// is not a known storage protocol", field="--log-root"
+        ) from None
     except ImportError:
         extra = " (pip install 'steerbench[s3]')" if protocol in ("s3", "s3a") else ""
         raise ConfigError(

@@ -131,11 +131,19 @@ def _select_benchmarks(benchmarks: list[Benchmark], options: RunOptions) -> list
     names = {b.name.lower() for b in benchmarks}
     for wanted in options.benchmarks:
         if wanted.lower() not in names:
-            raise ConfigError("command line", f"unknown benchmark {wanted!r} (known: {', '.join(b.name for b in benchmarks)})", field="--benchmark")
+            raise ConfigError(
+                "command line",
+                f"unknown benchmark {wanted!r} (known: {', '.join(b.name for b in benchmarks)})",
+                field="--benchmark",
+            )
     categories = {b.category.lower() for b in benchmarks}
     for wanted in options.categories:
         if wanted.lower() not in categories:
-            raise ConfigError("command line", f"unknown category {wanted!r} (known: {', '.join(sorted({b.category for b in benchmarks}))})", field="--category")
+            raise ConfigError(
+                "command line",
+                f"unknown category {wanted!r} (known: {', '.join(sorted({b.category for b in benchmarks}))})",
+                field="--category",
+            )
     chosen = benchmarks
     if options.benchmarks:
         wanted_names = {w.lower() for w in options.benchmarks}
@@ -184,13 +192,21 @@ def _check_adaptive(options: RunOptions, deployments: list[Deployment]) -> None:
     settings = options.adaptive
     assert settings is not None
     if options.limit is not None:
-        raise ConfigError("command line", "--adaptive chooses each cell's samples itself; drop --limit", field="--limit")
+        raise ConfigError(
+            "command line", "--adaptive chooses each cell's samples itself; drop --limit", field="--limit"
+        )
     if not options.all:
-        raise ConfigError("command line", "--adaptive runs every multiplier of a benchmark together "
-                          "(each decision compares with multiplier 0): use --all, not --multiplier", field="--multiplier")
+        raise ConfigError(
+            "command line",
+            "--adaptive runs every multiplier of a benchmark together "
+            "(each decision compares with multiplier 0): use --all, not --multiplier",
+            field="--multiplier",
+        )
     if not any(d.multiplier.value == 0 for d in deployments):
         source = deployments[0].source if deployments else "deployments"
-        raise ConfigError(source, "--adaptive compares every multiplier with multiplier 0, and there is none", field="multiplier")
+        raise ConfigError(
+            source, "--adaptive compares every multiplier with multiplier 0, and there is none", field="multiplier"
+        )
     for flag, value in (("--margin", settings.margin), ("--precision", settings.precision)):
         if not (math.isfinite(value) and 0 < value < 1):
             raise ConfigError("command line", f"must lie strictly between 0 and 1 (got {value})", field=flag)
@@ -254,10 +270,18 @@ def build_plan(
     if options.shard is not None:
         index, count = options.shard
         if not (1 <= index <= count):
-            raise ConfigError("command line", f"shard {index}/{count} is out of range (use i/n with 1 <= i <= n)", field="--shard")
+            raise ConfigError(
+                "command line", f"shard {index}/{count} is out of range (use i/n with 1 <= i <= n)", field="--shard"
+            )
         cells = [c for c in cells if shard_of(c, count, options.adaptive is not None) == index - 1]
-    return Plan(tuple(cells), tuple(chosen_deployments), options, tuple(warnings),
-                tuple(chosen_benchmarks), {b.name: signatures[b.name] for b in chosen_benchmarks})
+    return Plan(
+        tuple(cells),
+        tuple(chosen_deployments),
+        options,
+        tuple(warnings),
+        tuple(chosen_benchmarks),
+        {b.name: signatures[b.name] for b in chosen_benchmarks},
+    )
 
 
 def server_url(url: str) -> str:
@@ -281,16 +305,23 @@ class ServerConnections:
 
     def describe(self) -> str:
         n = len(self.multipliers)
-        text = (f"{self.url}: {n} multiplier{'s' if n > 1 else ''}, {self.per_multiplier} connection"
-                f"{'s' if self.per_multiplier > 1 else ''} each, at most {self.at_most} requests at once")
+        text = (
+            f"{self.url}: {n} multiplier{'s' if n > 1 else ''}, {self.per_multiplier} connection"
+            f"{'s' if self.per_multiplier > 1 else ''} each, at most {self.at_most} requests at once"
+        )
         if self.cap is not None:
-            origin = ("the default for a server that several multipliers share; --max-connections-per-server "
-                      "to change it") if self.default_cap else "--max-connections-per-server"
+            origin = (
+                ("the default for a server that several multipliers share; --max-connections-per-server to change it")
+                if self.default_cap
+                else "--max-connections-per-server"
+            )
             text += f" (cap {self.cap}: {origin})"
         return text
 
 
-def server_connections(deployments: list[Deployment] | tuple[Deployment, ...], options: RunOptions) -> list[ServerConnections]:
+def server_connections(
+    deployments: list[Deployment] | tuple[Deployment, ...], options: RunOptions
+) -> list[ServerConnections]:
     """Connections per server: --max-connections per multiplier, and with --max-connections-per-server N
     an even share of N among the deployments that share a URL, so their sum can never exceed N.
     Without that flag, a URL that several deployments share is capped at
@@ -304,8 +335,12 @@ def server_connections(deployments: list[Deployment] | tuple[Deployment, ...], o
             raise ConfigError("command line", "must be at least 1", field="--max-connections-per-server")
         crowded = max((len(labels) for labels in sharing.values()), default=0)
         if cap < crowded:
-            raise ConfigError("command line", f"{cap} is fewer than the {crowded} multipliers that share one server "
-                              "(each needs at least one connection)", field="--max-connections-per-server")
+            raise ConfigError(
+                "command line",
+                f"{cap} is fewer than the {crowded} multipliers that share one server "
+                "(each needs at least one connection)",
+                field="--max-connections-per-server",
+            )
     servers = []
     for url, labels in sharing.items():
         if cap is not None:

@@ -38,7 +38,9 @@ def tests_in(plan: Plan) -> int:
     return sum(len(b.subsets) for b in plan.benchmarks) * others
 
 
-def next_cells(plan: Plan, judged: dict[tuple[str, str], Judged], settings: AdaptiveSettings, alpha: float) -> list[Cell]:
+def next_cells(
+    plan: Plan, judged: dict[tuple[str, str], Judged], settings: AdaptiveSettings, alpha: float
+) -> list[Cell]:
     """The cells (with their batch's positions) of the next round: a pure function of the logs' state."""
     chosen: list[Cell] = []
     groups: dict[tuple[str, str], list[Cell]] = {}
@@ -51,13 +53,30 @@ def next_cells(plan: Plan, judged: dict[tuple[str, str], Judged], settings: Adap
         full = [views.get(c.multiplier.value, CellView(c.multiplier.value, 0, "open")) for c in cells]
         by_value = {c.multiplier.value: c for c in cells}
         for request in next_batches(full, settings.first_batch, seen.population, settings.goal):
-            chosen.append(replace(by_value[request.multiplier], adaptive=AdaptiveSlice(
-                settings.seed, request.start, request.stop, alpha, settings.margin, settings.precision, settings.goal)))
+            chosen.append(
+                replace(
+                    by_value[request.multiplier],
+                    adaptive=AdaptiveSlice(
+                        settings.seed,
+                        request.start,
+                        request.stop,
+                        alpha,
+                        settings.margin,
+                        settings.precision,
+                        settings.goal,
+                    ),
+                )
+            )
     return chosen
 
 
-def run_adaptive(plan: Plan, log_root: str, judge: Judge, run_round: Callable[[Plan], RunResult],
-                 say: Callable[[str], None] = lambda line: None) -> RunResult:
+def run_adaptive(
+    plan: Plan,
+    log_root: str,
+    judge: Judge,
+    run_round: Callable[[Plan], RunResult],
+    say: Callable[[str], None] = lambda line: None,
+) -> RunResult:
     """Rounds of batches until no cell is open; stops at the first round with a failed cell
     (the same command resumes it). `run_round` runs one plan (execution.study.run_study)."""
     settings = plan.options.adaptive

@@ -123,7 +123,9 @@ def collect_answers(
     if not endpoints:
         return [], []
     with ThreadPoolExecutor(max_workers=min(16, len(endpoints))) as pool:
-        results = list(pool.map(lambda s: ask_endpoint(s, keys[s.deployment.multiplier.value], prompts, timeout), endpoints))
+        results = list(
+            pool.map(lambda s: ask_endpoint(s, keys[s.deployment.multiplier.value], prompts, timeout), endpoints)
+        )
     answers = [r for r in results if isinstance(r, EndpointAnswers)]
     problems = [r for r in results if isinstance(r, str)]
     return answers, problems
@@ -137,7 +139,9 @@ def compare_answers(answers: list[EndpointAnswers]) -> list[PairComparison]:
     for a, b in combinations(answers, 2):
         same = sum(1 for x, y in zip(a.answers, b.answers) if x.strip() == y.strip())
         ratios = [difflib.SequenceMatcher(None, x, y).ratio() for x, y in zip(a.answers, b.answers)]
-        pairs.append(PairComparison(a.multiplier, b.multiplier, same, len(ratios), sum(ratios) / len(ratios) if ratios else 0.0))
+        pairs.append(
+            PairComparison(a.multiplier, b.multiplier, same, len(ratios), sum(ratios) / len(ratios) if ratios else 0.0)
+        )
     return pairs
 
 
@@ -170,7 +174,9 @@ def run_check(
         endpoints=preflight.endpoints,
         problems=[redactor.text(p) for p in preflight.problems + answer_problems],
         checked=preflight.checked,
-        answers=[EndpointAnswers(a.multiplier, tuple(redactor.text(t) for t in a.answers), a.latency_ms) for a in answers],
+        answers=[
+            EndpointAnswers(a.multiplier, tuple(redactor.text(t) for t in a.answers), a.latency_ms) for a in answers
+        ],
         pairs=pairs,
         warnings=identical_warnings(pairs),
     )

@@ -59,7 +59,7 @@ def probe_endpoint(deployment: Deployment, key: str, timeout: float = 10.0) -> E
     if len(models) != 1:
         listed = ", ".join(models) if models else "no models"
         return fail(
-            f"lists {listed}; set \"model\" on line {deployment.line} of {deployment.source} to choose one",
+            f'lists {listed}; set "model" on line {deployment.line} of {deployment.source} to choose one',
             models,
             latency,
         )
@@ -78,7 +78,9 @@ def probe_all(deployments: list[Deployment], keys: dict[float, str], timeout: fl
     for d in deployments:
         servers.setdefault((d.url.rstrip("/"), keys[d.multiplier.value], d.model), d)
     with ThreadPoolExecutor(max_workers=min(16, len(servers))) as pool:
-        probed = dict(zip(servers, pool.map(lambda d: probe_endpoint(d, keys[d.multiplier.value], timeout), servers.values())))
+        probed = dict(
+            zip(servers, pool.map(lambda d: probe_endpoint(d, keys[d.multiplier.value], timeout), servers.values()))
+        )
     statuses = []
     for d in deployments:
         server = (d.url.rstrip("/"), keys[d.multiplier.value], d.model)

@@ -177,8 +177,10 @@ def skip_line(cell: Any, path: Path) -> str:
     host: str | None = socket.gethostname() if pid is not None else None
     if pid is None:  # held from another machine: who last wrote the file
         pid, host = _recorded(path)
-    return (f"skip: {cell.label} m={cell.multiplier.label} is being run by pid {pid or 'unknown'} "
-            f"on {host or 'an unknown host'}; re-run to pick it up")
+    return (
+        f"skip: {cell.label} m={cell.multiplier.label} is being run by pid {pid or 'unknown'} "
+        f"on {host or 'an unknown host'}; re-run to pick it up"
+    )
 
 
 Run = TypeVar("Run", bound=Callable[..., list[Any]])

@@ -180,21 +180,30 @@ def check_in_child(loads: list[TaskToLoad], trust_gpqa_sha256: str | None = None
     """check_cached in a fresh process with the offline switches set."""
     with tempfile.TemporaryDirectory(prefix="steerbench-prefetch-") as folder:
         request, answer = Path(folder) / "loads.json", Path(folder) / "statuses.json"
-        request.write_text(json.dumps({"loads": [asdict(load) for load in loads], "trust_gpqa_sha256": trust_gpqa_sha256}))
+        request.write_text(
+            json.dumps({"loads": [asdict(load) for load in loads], "trust_gpqa_sha256": trust_gpqa_sha256})
+        )
         env = {**os.environ, **dict.fromkeys(OFFLINE_SWITCHES, "1")}
-        proc = subprocess.run([sys.executable, "-m", "steerbench.execution.prefetch", str(request), str(answer)],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "steerbench.execution.prefetch", str(request), str(answer)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0 or not answer.exists():
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            return [DatasetStatus(load.label, load.eval_name, "failed", f"cache check crashed: {tail}") for load in loads]
+            return [
+                DatasetStatus(load.label, load.eval_name, "failed", f"cache check crashed: {tail}") for load in loads
+            ]
         return [DatasetStatus(**status) for status in json.loads(answer.read_text())]
 
 
 # ---------------------------------------------------------------- prefetch
 
 
-def prefetch(benchmarks_path: str | Path, say: Callable[[str], None] = lambda line: None,
-             trust_gpqa_sha256: str | None = None) -> list[DatasetStatus]:
+def prefetch(
+    benchmarks_path: str | Path, say: Callable[[str], None] = lambda line: None, trust_gpqa_sha256: str | None = None
+) -> list[DatasetStatus]:
     """Cached / downloaded / failed, per benchmark (subset) of benchmarks.jsonl, in its order.
     `say` hears what is being done (the slow parts), one line at a time. trust_gpqa_sha256:
     the synthetic GPQA CSV's checksum, trusted (demo, tests)."""
@@ -210,16 +219,21 @@ def prefetch(benchmarks_path: str | Path, say: Callable[[str], None] = lambda li
             continue
         say(f"downloading what {load.label} ({load.eval_name}) needs")
         problem = create_task(load)  # online: loading downloads
-        statuses[load.label] = DatasetStatus(load.label, load.eval_name, "failed" if problem else "downloaded",
-                                             problem or "")
+        statuses[load.label] = DatasetStatus(
+            load.label, load.eval_name, "failed" if problem else "downloaded", problem or ""
+        )
         if not problem:
             downloaded.append(load)
     if downloaded:
         say(f"checking that the {len(downloaded)} download(s) load offline")
         for status in check_in_child(downloaded, trust_gpqa_sha256):
             if status.state != "cached":
-                statuses[status.label] = DatasetStatus(status.label, status.eval_name, "failed",
-                                                       f"downloaded, but an offline run still cannot load it: {status.detail}")
+                statuses[status.label] = DatasetStatus(
+                    status.label,
+                    status.eval_name,
+                    "failed",
+                    f"downloaded, but an offline run still cannot load it: {status.detail}",
+                )
     return [statuses[load.label] for load in loads]
 
 

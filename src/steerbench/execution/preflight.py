@@ -110,10 +110,18 @@ def dependency_checks(benchmarks: list[Benchmark]) -> list[Checked]:
     problems = dependency_problems(benchmarks)
     if problems:
         return [Checked("task dependencies", False, problem) for problem in problems]
-    extra = [f"{b.name}'s {TASK_DEPENDENCIES[b.eval_name][0]} is installed" for b in benchmarks
-             if b.eval_name in TASK_DEPENDENCIES]
-    return [Checked("task dependencies", True,
-                    f"{len(benchmarks)} task(s); " + ("; ".join(extra) if extra else "none needs an extra module"))]
+    extra = [
+        f"{b.name}'s {TASK_DEPENDENCIES[b.eval_name][0]} is installed"
+        for b in benchmarks
+        if b.eval_name in TASK_DEPENDENCIES
+    ]
+    return [
+        Checked(
+            "task dependencies",
+            True,
+            f"{len(benchmarks)} task(s); " + ("; ".join(extra) if extra else "none needs an extra module"),
+        )
+    ]
 
 
 def grader_checks(benchmarks: list[Benchmark], environ: dict[str, str] | None = None) -> list[Checked]:

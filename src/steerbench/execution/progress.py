@@ -41,8 +41,13 @@ class _Running:
 class ProgressTracker:
     """One worker's counts, per cell, written to the cells' progress files."""
 
-    def __init__(self, shard: tuple[int, int] | None = None, redact: Any = None, flush_seconds: float = FLUSH_SECONDS,
-                 enabled: bool = True):
+    def __init__(
+        self,
+        shard: tuple[int, int] | None = None,
+        redact: Any = None,
+        flush_seconds: float = FLUSH_SECONDS,
+        enabled: bool = True,
+    ):
         self.enabled = enabled
         self.shard = shard
         self.redact = redact or (lambda text: text)
@@ -70,9 +75,16 @@ class ProgressTracker:
             return
         now = time.time()
         progress = CellProgress(
-            benchmark=meta["benchmark"], subset=meta.get("subset", ""), category=meta.get("category", ""),
-            multiplier=str(meta["multiplier"]), total=planned_samples(spec), done=0,
-            started=now, updated=now, pid=os.getpid(), host=self.host,
+            benchmark=meta["benchmark"],
+            subset=meta.get("subset", ""),
+            category=meta.get("category", ""),
+            multiplier=str(meta["multiplier"]),
+            total=planned_samples(spec),
+            done=0,
+            started=now,
+            updated=now,
+            pid=os.getpid(),
+            host=self.host,
         )
         path = progress_folder(self.log_dir) / progress_name(progress.benchmark, progress.subset, self.shard)
         self.cells[eval_id] = _Running(progress, path)
@@ -84,8 +96,9 @@ class ProgressTracker:
             return
         p = running.progress
         if error is not None:
-            running.progress = replace(p, done=p.done + 1, errors=p.errors + 1,
-                                       first_error=p.first_error or self._error_text(error))
+            running.progress = replace(
+                p, done=p.done + 1, errors=p.errors + 1, first_error=p.first_error or self._error_text(error)
+            )
         else:
             running.progress = replace(p, done=p.done + 1)
         self._touch(running)

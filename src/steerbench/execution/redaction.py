@@ -260,8 +260,13 @@ def _masking_transport_class() -> type:
         if not secret(body) and not any(secret(value.encode()) for _, value in headers):
             return response
         kept = [(k, redactor.text(v)) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
-        return Response(response.status_code, headers=kept, content=redactor.bytes(body),
-                        request=request, extensions=response.extensions)
+        return Response(
+            response.status_code,
+            headers=kept,
+            content=redactor.bytes(body),
+            request=request,
+            extensions=response.extensions,
+        )
 
     return layer_class("MaskingTransport", mask)
 

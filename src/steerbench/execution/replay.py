@@ -91,8 +91,12 @@ class ReplayJournal:
     def record(self, key: str, answer: Answer) -> None:
         if self._fd is None:
             return
-        line = json.dumps({"k": key, "s": answer.status, "t": answer.content_type,
-                           "b": base64.b64encode(answer.body).decode()}) + "\n"
+        line = (
+            json.dumps(
+                {"k": key, "s": answer.status, "t": answer.content_type, "b": base64.b64encode(answer.body).decode()}
+            )
+            + "\n"
+        )
         os.write(self._fd, line.encode())  # one write: a kill leaves at most a torn last line
         self.recorded += 1
 
@@ -166,8 +170,9 @@ def _replay_transport_class() -> type:
             return await self._steerbench_inner.handle_async_request(request)
         answer = journal.take(key)
         if answer is not None:
-            return Response(answer.status, headers=[("content-type", answer.content_type)],
-                            content=answer.body, request=request)
+            return Response(
+                answer.status, headers=[("content-type", answer.content_type)], content=answer.body, request=request
+            )
         response = await self._steerbench_inner.handle_async_request(request)
         content_type = response.headers.get("content-type", "")
         if response.status_code == 200 and "text/event-stream" not in content_type:

@@ -127,7 +127,7 @@ def adaptive_batch(dataset: Any, cell: Cell) -> tuple[Any, int]:
         if sample.id is None:
             sample.id = position + 1
     order = sample_order([s.id for s in samples], cell.adaptive.seed, cell.benchmark, cell.subset)
-    wanted = set(order[cell.adaptive.start:cell.adaptive.stop])
+    wanted = set(order[cell.adaptive.start : cell.adaptive.stop])
     return dataset.filter(lambda sample: str(sample.id) in wanted), len(samples)
 
 
@@ -170,10 +170,16 @@ def _failed(log_dir: str, cells: list[Cell], model: Any, error: Exception, redac
     message = redactor.text(first_line(str(error), type(error).__name__))
     reason = explain(f"{type(error).__name__}: {message}")
     try:
-        locations: list[str | None] = list(write_error_logs(
-            log_dir, cells, str(model), reason, redactor.text(format_exc()),
-            lambda c: {STEERBENCH_METADATA: cell_metadata(c)},
-        ))
+        locations: list[str | None] = list(
+            write_error_logs(
+                log_dir,
+                cells,
+                str(model),
+                reason,
+                redactor.text(format_exc()),
+                lambda c: {STEERBENCH_METADATA: cell_metadata(c)},
+            )
+        )
     except Exception:  # the summary still reports the failure
         locations = [None] * len(cells)
     return [CellOutcome(c, "error", 0, 0, loc, reason) for c, loc in zip(cells, locations)]
@@ -181,8 +187,15 @@ def _failed(log_dir: str, cells: list[Cell], model: Any, error: Exception, redac
 
 # cells another run holds are left out of the folder's eval set (execution.locks)
 @one_run_per_cell(lambda cell, line: CellOutcome(cell, "skipped", 0, 0, None, line))
-def _run_folder(job: EndpointJob, model: Any, folder: str, cells: list[Cell], redactor: Redactor,
-                journal: ReplayJournal, tracker: ProgressTracker) -> list[CellOutcome]:
+def _run_folder(
+    job: EndpointJob,
+    model: Any,
+    folder: str,
+    cells: list[Cell],
+    redactor: Redactor,
+    journal: ReplayJournal,
+    tracker: ProgressTracker,
+) -> list[CellOutcome]:
     from ..boundary.eval_set_manifest import eval_set  # Inspect's; shards can share a folder's manifest
 
     log_dir = join_path(job.log_root, *folder.split("/"))
@@ -306,8 +319,10 @@ def run_endpoint_job(job: EndpointJob, report: Callable[[str], None] | None = No
             say(f"{prefix} {folder}: running {', '.join(c.label for c in cells if c.key not in complete)}")
         results = _run_folder(job, model, folder, cells, redactor, journal, tracker)
         if journal.replayed:
-            say(f"{prefix} {folder}: {journal.replayed} answers came from the "
-                "replay journal of an interrupted run, not from the endpoint")
+            say(
+                f"{prefix} {folder}: {journal.replayed} answers came from the "
+                "replay journal of an interrupted run, not from the endpoint"
+            )
         for o in results:
             if o.cell.key in complete and o.status == "success":
                 continue  # said above
@@ -341,8 +356,12 @@ def complete_cells(log_dir: str, cells: list[Cell]) -> set[str]:
     for cell in cells:
         log = latest.get((cell.benchmark, cell.subset))
         results = getattr(log, "results", None)
-        if log is not None and log.status == "success" and results is not None \
-                and results.completed_samples >= results.total_samples:
+        if (
+            log is not None
+            and log.status == "success"
+            and results is not None
+            and results.completed_samples >= results.total_samples
+        ):
             done.add(cell.key)
     return done
 
@@ -394,8 +413,9 @@ def execute(jobs: list[EndpointJob], workers: int, monitor: RunMonitor | None = 
 
         context = worker_context()  # Linux: forked after importing Inspect once (issue 5)
         lines = context.SimpleQueue() if monitor else None
-        with context.Pool(processes=min(workers, len(jobs)), initializer=_init_worker,
-                          initargs=(os.getpid(), lines)) as pool:
+        with context.Pool(
+            processes=min(workers, len(jobs)), initializer=_init_worker, initargs=(os.getpid(), lines)
+        ) as pool:
             # the watcher's thread starts once the workers are forked
             with Watcher(monitor, folders, lines) if monitor else contextlib.nullcontext():
                 try:

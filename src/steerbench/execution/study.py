@@ -59,8 +59,9 @@ def preflight(plan: Plan, log_root: str | None = None) -> Preflight:
     return Preflight(report.keys, require_served_models(report.endpoints))
 
 
-def run_study(plan: Plan, ready: Preflight, log_root: str, workers: int | None = None,
-              monitor: RunMonitor | None = None) -> RunResult:
+def run_study(
+    plan: Plan, ready: Preflight, log_root: str, workers: int | None = None, monitor: RunMonitor | None = None
+) -> RunResult:
     """Run the plan; `monitor` (steerbench.execution.progress.RunMonitor) sees its progress live."""
     jobs = build_jobs(plan, log_root, ready.keys, ready.served_models)
     # this process prints what workers report (and any traceback): mask keys here too

@@ -26,6 +26,7 @@ from ..boundary.warmup import preload_inspect
 # Above this many multipliers, workers take turns (memory: ~150-250 MB per worker).
 MAX_DEFAULT_WORKERS = 32
 
+
 def can_fork() -> bool:
     """Linux, and no other thread running here (a fork copies locks another thread may hold)."""
     return sys.platform.startswith("linux") and threading.active_count() == 1

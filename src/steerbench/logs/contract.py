@@ -21,8 +21,15 @@ def cell_metadata(cell: Any) -> dict[str, Any]:
     }
     slice_ = getattr(cell, "adaptive", None)
     if slice_ is not None:  # one batch of an adaptive study (core.adaptive): what it ran and how it is judged
-        metadata["adaptive"] = {"seed": slice_.seed, "start": slice_.start, "stop": slice_.stop, "alpha": slice_.alpha,
-                                "margin": slice_.margin, "precision": slice_.precision, "goal": slice_.goal}
+        metadata["adaptive"] = {
+            "seed": slice_.seed,
+            "start": slice_.start,
+            "stop": slice_.stop,
+            "alpha": slice_.alpha,
+            "margin": slice_.margin,
+            "precision": slice_.precision,
+            "goal": slice_.goal,
+        }
     if getattr(cell, "steering", None):  # written by `steerbench serve`; hand-written deployments have none
         metadata["steering"] = dict(cell.steering)
     return metadata

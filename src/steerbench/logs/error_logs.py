@@ -58,8 +58,14 @@ def error_log(cell: Cell, model: str, message: str, detail: str, metadata: dict[
     )
 
 
-def write_error_logs(log_dir: str, cells: list[Cell], model: str, message: str, detail: str,
-                     metadata_of: Callable[[Cell], dict[str, Any]]) -> list[str]:
+def write_error_logs(
+    log_dir: str,
+    cells: list[Cell],
+    model: str,
+    message: str,
+    detail: str,
+    metadata_of: Callable[[Cell], dict[str, Any]],
+) -> list[str]:
     """One error log per cell in `log_dir`; returns their locations. `message` and
     `detail` must already be free of keys (the caller redacts them)."""
     from inspect_ai.log import write_eval_log

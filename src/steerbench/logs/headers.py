@@ -22,7 +22,7 @@ READ_THREADS = 8
 
 def _local_eval_path(location: str) -> str | None:
     if location.startswith("file://"):
-        location = location[len("file://"):]
+        location = location[len("file://") :]
     if "://" in location or not location.endswith(".eval") or not os.path.isfile(location):
         return None
     return location

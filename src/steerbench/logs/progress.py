@@ -124,11 +124,15 @@ def combine(parts: list[CellProgress]) -> CellProgress:
     errors = [p.first_error for p in parts if p.first_error]
     return replace(
         first,
-        total=sum(p.total for p in parts), done=sum(p.done for p in parts),
-        errors=sum(p.errors for p in parts), retries=sum(p.retries for p in parts),
+        total=sum(p.total for p in parts),
+        done=sum(p.done for p in parts),
+        errors=sum(p.errors for p in parts),
+        retries=sum(p.retries for p in parts),
         first_error=errors[0] if errors else None,
-        started=min(p.started for p in parts), updated=max(p.updated for p in parts),
-        done_at_start=sum(p.done_at_start for p in parts), finished=all(p.finished for p in parts),
+        started=min(p.started for p in parts),
+        updated=max(p.updated for p in parts),
+        done_at_start=sum(p.done_at_start for p in parts),
+        finished=all(p.finished for p in parts),
     )
 
 
@@ -137,8 +141,6 @@ def by_cell(progress: list[CellProgress]) -> dict[tuple[str, str, float], CellPr
     for p in progress:
         groups.setdefault(p.ident, []).append(p)
     return {ident: combine(parts) for ident, parts in groups.items()}
-
-
 
 
 def write_progress(path: Path, progress: CellProgress) -> None:

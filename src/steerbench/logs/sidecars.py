@@ -17,7 +17,7 @@ READ_THREADS = 8
 
 def _local(location: str) -> str | None:
     if location.startswith("file://"):
-        return location[len("file://"):]
+        return location[len("file://") :]
     return None if "://" in location else location
 
 

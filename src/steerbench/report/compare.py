@@ -84,8 +84,14 @@ def axis_values(analysis: Analysis, axis: str) -> dict[float, float]:
         if value == BASELINE:
             positions[value] = 0.0
             continue
-        relative = next((_relative_norm(cell.row) for (_, _, v), cell in analysis.cells.items() if v == value
-                         and _relative_norm(cell.row) is not None), None)
+        relative = next(
+            (
+                _relative_norm(cell.row)
+                for (_, _, v), cell in analysis.cells.items()
+                if v == value and _relative_norm(cell.row) is not None
+            ),
+            None,
+        )
         if relative is not None:
             positions[value] = math.copysign(relative, value)
     return positions
@@ -115,7 +121,8 @@ def check_axis(studies: Sequence[Study], axis: str) -> None:
                 f"study {study.label!r} ({study.log_root}) has no steering_relative_norm for multiplier(s) "
                 f"{', '.join(lacking)}: its deployments did not come from `steerbench serve` with a vector whose "
                 "residual norm is known (serve --scale residual, or a vector file with residual_norms)",
-                field="--axis")
+                field="--axis",
+            )
 
 
 # ---------------------------------------------------------------- figures
@@ -160,22 +167,36 @@ def headline_figure(studies: Sequence[Study], axis: str) -> Any:
                 title = series.label
                 positions = axis_values(study.analysis, axis)
                 name = series.headline.name
-                points = [(positions[v], cell.intervals[name]) for v in study.analysis.multipliers
-                          if v in positions and (cell := study.analysis.cell(series, v)) is not None
-                          and name in cell.intervals]
+                points = [
+                    (positions[v], cell.intervals[name])
+                    for v in study.analysis.multipliers
+                    if v in positions
+                    and (cell := study.analysis.cell(series, v)) is not None
+                    and name in cell.intervals
+                ]
                 if not points:
                     continue
                 xs = [x for x, _ in points]
                 ys = [iv.estimate for _, iv in points]
                 errors = [[iv.estimate - iv.low for _, iv in points], [iv.high - iv.estimate for _, iv in points]]
-                ax.errorbar(xs, ys, yerr=errors, color=colours[i], marker=markers[i % len(markers)], markersize=4,
-                            capsize=2, linewidth=1.2, label=study.label, alpha=0.9)
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=errors,
+                    color=colours[i],
+                    marker=markers[i % len(markers)],
+                    markersize=4,
+                    capsize=2,
+                    linewidth=1.2,
+                    label=study.label,
+                    alpha=0.9,
+                )
                 ax.set_ylabel(metric_label(name))
             ax.axvline(0.0, color=ZERO_GREY, linestyle="--", linewidth=0.8, zorder=0)
             ax.set_ylim(-0.04, 1.04)
             ax.set_xlabel(AXIS_LABELS[axis])
             ax.set_title(title)
-        for ax in list(axes.flat)[max(len(keys), 1):]:
+        for ax in list(axes.flat)[max(len(keys), 1) :]:
             ax.set_visible(False)
         handles, labels = axes[0, 0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncols=min(max(len(labels), 1), 4), frameon=False)
@@ -219,8 +240,12 @@ def _health(study: Study, key: tuple[str, str], value: float, column: str) -> fl
 
 
 def has_health(studies: Sequence[Study]) -> bool:
-    return any(_health(s, key, v, "output_truncated_rate") is not None
-               for s in studies for key in _series_keys([s]) for v in s.analysis.multipliers)
+    return any(
+        _health(s, key, v, "output_truncated_rate") is not None
+        for s in studies
+        for key in _series_keys([s])
+        for v in s.analysis.multipliers
+    )
 
 
 # ---------------------------------------------------------------- tables and files
@@ -229,8 +254,12 @@ def has_health(studies: Sequence[Study]) -> bool:
 def safe_range_frame(studies: Sequence[Study]) -> Any:
     import pandas as pd
 
-    rows = [{"study": s.label, "log_root": s.log_root, **r.row()}
-            for s in studies if s.analysis.steering is not None for r in s.analysis.steering.ranges]
+    rows = [
+        {"study": s.label, "log_root": s.log_root, **r.row()}
+        for s in studies
+        if s.analysis.steering is not None
+        for r in s.analysis.steering.ranges
+    ]
     from ..results.safe_range import SAFE_RANGE_COLUMNS
 
     return pd.DataFrame(rows, columns=["study", "log_root", *SAFE_RANGE_COLUMNS])
@@ -280,14 +309,23 @@ def _ci(change: float, low: float, high: float) -> str:
 def render_comparison(studies: Sequence[Study], figures: dict[str, list[Path]], axis: str) -> str:
     from .html import CSS
 
-    parts = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>steerbench: {len(studies)} studies compared</title><style>{CSS}</style></head><body>",
-             f"<h1>{len(studies)} studies compared</h1>", "<ul>"]
-    parts += [f"<li><b>{_e(s.label)}</b>: <code>{_e(s.log_root)}</code>, multipliers "
-              f"{_e(', '.join(s.analysis.multipliers.values()))}</li>" for s in studies]
-    parts.append("</ul><p class='muted'>Each study is analysed on its own, against its own multiplier 0, with its "
-                 "own Holm family, exactly as its own <code>steerbench report</code>; x axis: "
-                 f"{_e(AXIS_LABELS[axis])}.</p>")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>steerbench: {len(studies)} studies compared</title><style>{CSS}</style></head><body>",
+        f"<h1>{len(studies)} studies compared</h1>",
+        "<ul>",
+    ]
+    parts += [
+        f"<li><b>{_e(s.label)}</b>: <code>{_e(s.log_root)}</code>, multipliers "
+        f"{_e(', '.join(s.analysis.multipliers.values()))}</li>"
+        for s in studies
+    ]
+    parts.append(
+        "</ul><p class='muted'>Each study is analysed on its own, against its own multiplier 0, with its "
+        "own Holm family, exactly as its own <code>steerbench report</code>; x axis: "
+        f"{_e(AXIS_LABELS[axis])}.</p>"
+    )
     for name, paths in figures.items():
         png = next(p for p in paths if p.suffix == ".png")
         encoded = base64.b64encode(png.read_bytes()).decode("ascii")
@@ -307,20 +345,34 @@ def _safe_range_table(studies: Sequence[Study]) -> str:
         label = f"{key[0]}[{key[1]}]" if key[1] else key[0]
         cells = []
         for study in studies:
-            found = next((r for r in (study.analysis.steering.ranges if study.analysis.steering else [])
-                          if (r.benchmark, r.subset) == key), None)
-            cells.append(f"<td>{_e(found.lowest_safe)} … {_e(found.highest_safe)}</td>" if found else "<td class='missing'>-</td>")
+            found = next(
+                (
+                    r
+                    for r in (study.analysis.steering.ranges if study.analysis.steering else [])
+                    if (r.benchmark, r.subset) == key
+                ),
+                None,
+            )
+            cells.append(
+                f"<td>{_e(found.lowest_safe)} … {_e(found.highest_safe)}</td>"
+                if found
+                else "<td class='missing'>-</td>"
+            )
         rows.append(f"<tr><td class='name'>{_e(label)}</td>{''.join(cells)}</tr>")
     margin = ", ".join(f"{m:g}" for m in sorted(margins)) or "-"
-    return (f"<h2>Safe ranges side by side</h2><p class='muted'>Each study's own safe range (non-inferiority "
-            f"margin {margin} on the 0-1 scale; see a study's own report for the method).</p>"
-            f"<table><tr><th class='name'>benchmark</th>{head}</tr>{''.join(rows)}</table>")
+    return (
+        f"<h2>Safe ranges side by side</h2><p class='muted'>Each study's own safe range (non-inferiority "
+        f"margin {margin} on the 0-1 scale; see a study's own report for the method).</p>"
+        f"<table><tr><th class='name'>benchmark</th>{head}</tr>{''.join(rows)}</table>"
+    )
 
 
 def _paired_tables(studies: Sequence[Study]) -> str:
-    parts = ["<h2>Paired changes against each study's own multiplier 0</h2>",
-             "<p class='muted'>Change of the headline (0-1 scale) with its 95% interval; bold: significant after "
-             "the study's own Holm correction.</p>"]
+    parts = [
+        "<h2>Paired changes against each study's own multiplier 0</h2>",
+        "<p class='muted'>Change of the headline (0-1 scale) with its 95% interval; bold: significant after "
+        "the study's own Holm correction.</p>",
+    ]
     for study in studies:
         analysis = study.analysis
         values = [v for v in analysis.multipliers if v != BASELINE]
@@ -336,6 +388,7 @@ def _paired_tables(studies: Sequence[Study]) -> str:
                 sig = " class='sig'" if row.significant else ""
                 cells.append(f"<td{sig}>{_e(_ci(row.change, row.ci_low, row.ci_high))}</td>")
             rows.append(f"<tr><td class='name'>{_e(series.label)}</td>{''.join(cells)}</tr>")
-        parts.append(f"<h3>{_e(study.label)}</h3><table><tr><th class='name'>benchmark</th>{head}</tr>"
-                     f"{''.join(rows)}</table>")
+        parts.append(
+            f"<h3>{_e(study.label)}</h3><table><tr><th class='name'>benchmark</th>{head}</tr>{''.join(rows)}</table>"
+        )
     return "\n".join(parts)

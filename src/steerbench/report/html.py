@@ -36,9 +36,15 @@ class ReportFiles:
     left_out: dict[str, str] | None = None  # figure name -> why it has no data
 
 
-def write_report(log_root: str, csv: str | Path = "data/aggregated_inspect_logs.csv", out: str | Path = "outputs",
-                 planned: list[CellKey] | None = None, title: str = TITLE,
-                 simulated: bool = False, margin: float = DEFAULT_MARGIN) -> Path:
+def write_report(
+    log_root: str,
+    csv: str | Path = "data/aggregated_inspect_logs.csv",
+    out: str | Path = "outputs",
+    planned: list[CellKey] | None = None,
+    title: str = TITLE,
+    simulated: bool = False,
+    margin: float = DEFAULT_MARGIN,
+) -> Path:
     """Everything `steerbench report` writes, in one call; returns the path of report.html.
     planned: (benchmark, subset, multiplier label, category) of every cell that should exist."""
     from ..results.analysis import analyse
@@ -46,8 +52,9 @@ def write_report(log_root: str, csv: str | Path = "data/aggregated_inspect_logs.
     return write_analysis(analyse(log_root, planned, margin), csv, out, title, simulated).html
 
 
-def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: str = TITLE,
-                   simulated: bool = False) -> ReportFiles:
+def write_analysis(
+    analysis: Analysis, csv: str | Path, out: str | Path, title: str = TITLE, simulated: bool = False
+) -> ReportFiles:
     """Write the aggregate CSV, scores.csv, paired_differences.csv and safe_range.csv next to it,
     out/figures/*.png|pdf (a figure without data is left out, with the reason) and out/report.html."""
     from . import figures as figure_functions
@@ -75,8 +82,9 @@ def write_analysis(analysis: Analysis, csv: str | Path, out: str | Path, title: 
             continue
         written[name] = save(draw(analysis), out / "figures", name)
     page = out / "report.html"
-    page.write_text(render_html(analysis, written, out, paired_csv, title, simulated, left_out, safe_csv),
-                    encoding="utf-8")
+    page.write_text(
+        render_html(analysis, written, out, paired_csv, title, simulated, left_out, safe_csv), encoding="utf-8"
+    )
     return ReportFiles(page, csv, paired_csv, written, safe_csv, scores_csv, left_out)
 
 
@@ -107,9 +115,16 @@ def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def render_html(analysis: Analysis, figures: dict[str, list[Path]], out: Path, paired_csv: Path,
-                title: str = TITLE, simulated: bool = False, left_out: dict[str, str] | None = None,
-                safe_csv: Path | None = None) -> str:
+def render_html(
+    analysis: Analysis,
+    figures: dict[str, list[Path]],
+    out: Path,
+    paired_csv: Path,
+    title: str = TITLE,
+    simulated: bool = False,
+    left_out: dict[str, str] | None = None,
+    safe_csv: Path | None = None,
+) -> str:
     from .figures import CAPTIONS
 
     parts = [
@@ -118,8 +133,12 @@ def render_html(analysis: Analysis, figures: dict[str, list[Path]], out: Path, p
         f"<title>{_e(title)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        ('<p class="simulated">SIMULATED: these logs come from steerbench\'s simulator, whose answers follow '
-         "a rule; no real model was evaluated.</p>") if simulated else "",
+        (
+            '<p class="simulated">SIMULATED: these logs come from steerbench\'s simulator, whose answers follow '
+            "a rule; no real model was evaluated.</p>"
+        )
+        if simulated
+        else "",
         f'<p class="muted">Generated {_e(analysis.provenance.generated_at)} from <code>{_e(analysis.log_root)}</code>: '
         f"{len(analysis.series)} benchmark series, {len(analysis.multipliers)} multipliers, "
         f"{analysis.provenance.logs} logs.</p>",
@@ -184,14 +203,16 @@ def _interval(low: Any, high: Any) -> str:
 
 def _flags_section(flags: Sequence[Flag]) -> str:
     if not flags:
-        return "<h2>Flags</h2><p>No flags: every planned cell has a successful, complete log with the same samples, " \
-               "all metrics are on a 0-1 scale, and no cell is a lone spike.</p>"
+        return (
+            "<h2>Flags</h2><p>No flags: every planned cell has a successful, complete log with the same samples, "
+            "all metrics are on a 0-1 scale, and no cell is a lone spike.</p>"
+        )
     order = {kind: i for i, kind in enumerate(KINDS)}
     items = "".join(
         f'<li><span class="kind">{_e(f.kind)}</span> <b>{_e(f.where)}</b>: {_e(f.message)}</li>'
         for f in sorted(flags, key=lambda f: order.get(f.kind, len(order)))
     )
-    return f"<h2>Flags ({len(flags)})</h2><p>Check these before trusting the figures.</p><ul class=\"flags\">{items}</ul>"
+    return f'<h2>Flags ({len(flags)})</h2><p>Check these before trusting the figures.</p><ul class="flags">{items}</ul>'
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -217,12 +238,15 @@ def _scores_table(analysis: Analysis) -> str:
                 text = kinds or "no scores"
                 cells.append(f'<td class="missing" title="{_e(kinds)}">{_e(text)}</td>')
                 continue
-            text = f"{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]<br><span class=\"muted\">n={interval.n}</span>"
+            text = f'{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]<br><span class="muted">n={interval.n}</span>'
             css = ' class="flag"' if flagged else ""
             cells.append(f'<td{css} title="{_e(kinds)}">{text}{" ⚑" if flagged else ""}</td>')
         scale = f" (÷{series.headline.scale:g})" if series.headline.scale != 1 else ""
-        body.append(f'<tr><td class="name">{_e(series.label)}</td><td class="name">{_e(metric_label(series.headline.name) + scale)}</td>'
-                    + "".join(cells) + "</tr>")
+        body.append(
+            f'<tr><td class="name">{_e(series.label)}</td><td class="name">{_e(metric_label(series.headline.name) + scale)}</td>'
+            + "".join(cells)
+            + "</tr>"
+        )
     return (
         "<h2>Scores</h2><p>Headline metric per benchmark on a 0-1 scale, with its 95% interval from the samples. "
         f"Highlighted: flagged cells (hover for the flag). Every metric's value, interval and method: {SCORES_CSV}.</p>"
@@ -248,8 +272,10 @@ def _paired_table(analysis: Analysis, out: Path, paired_csv: Path) -> str:
     unpaired = [2 * p.unpaired_ci_half_width for p in analysis.paired if math.isfinite(p.unpaired_ci_half_width)]
     ratio = ""
     if widths and unpaired and sum(unpaired) > 0:
-        ratio = (f" Here the paired intervals are on average {sum(widths) / len(widths):.3f} wide, against "
-                 f"{sum(unpaired) / len(unpaired):.3f} from two independent stderrs.")
+        ratio = (
+            f" Here the paired intervals are on average {sum(widths) / len(widths):.3f} wide, against "
+            f"{sum(unpaired) / len(unpaired):.3f} from two independent stderrs."
+        )
     link = _relative(paired_csv, out)
     return (
         "<h2>Change from multiplier 0 (paired)</h2>"
@@ -308,8 +334,10 @@ the per-sample slopes; a model that collapses on both sides shows two negative s
 def _safe_range_section(analysis: Analysis, out: Path, safe_csv: Path | None) -> str:
     found = analysis.steering
     if found is None or not found.ranges:
-        return ("<h2>Safe range</h2><p>No safe range: no benchmark has both a multiplier-0 cell and a headline metric "
-                "whose harmful direction is known.</p>")
+        return (
+            "<h2>Safe range</h2><p>No safe range: no benchmark has both a multiplier-0 cell and a headline metric "
+            "whose harmful direction is known.</p>"
+        )
     labels = analysis.multipliers
     rows = []
     for r in found.ranges:
@@ -328,10 +356,15 @@ def _safe_range_section(analysis: Analysis, out: Path, safe_csv: Path | None) ->
         low, high = found.capability
         lo_label = labels.get(low) or f"{low:g}"
         hi_label = labels.get(high) or f"{high:g}"
-        common = (f"<p><b>Safe for every capability benchmark at once: [{_e(lo_label)}, {_e(hi_label)}]</b> "
-                  f"({_e(', '.join(found.capability_benchmarks))}).</p>")
-    missing = (f"<p class=\"muted\">No harmful direction known (not tested): {_e(', '.join(found.without_direction))}.</p>"
-               if found.without_direction else "")
+        common = (
+            f"<p><b>Safe for every capability benchmark at once: [{_e(lo_label)}, {_e(hi_label)}]</b> "
+            f"({_e(', '.join(found.capability_benchmarks))}).</p>"
+        )
+    missing = (
+        f'<p class="muted">No harmful direction known (not tested): {_e(", ".join(found.without_direction))}.</p>'
+        if found.without_direction
+        else ""
+    )
     link = f' Also in <a href="{_e(_relative(safe_csv, out))}">{_e(safe_csv.name)}</a>.' if safe_csv else ""
     return (
         "<h2>Safe range</h2>"
@@ -340,8 +373,8 @@ def _safe_range_section(analysis: Analysis, out: Path, safe_csv: Path | None) ->
         f"Holm's correction over all {tests} tests; a range stops at the first multiplier that fails. "
         f"Slopes: change of the headline per unit |m| away from 0, on each side of 0 (negative: it falls as "
         f"one steers further), 95% interval.{link}</p>"
-        + common +
-        '<table><tr><th class="name">benchmark</th><th class="name">metric</th><th>worse when</th>'
+        + common
+        + '<table><tr><th class="name">benchmark</th><th class="name">metric</th><th>worse when</th>'
         f"<th>safe range</th><th>n at 0</th><th>slope, m &lt; 0</th><th>slope, m &gt; 0</th></tr>{''.join(rows)}</table>"
         + missing
     )
@@ -363,14 +396,18 @@ def _provenance_section(analysis: Analysis) -> str:
         return f'<h3>{_e(title)}</h3><table><tr><th class="name">{_e(left)}</th><th class="name">{_e(right)}</th></tr>{body}</table>'
 
     endpoints = {m: f"{p.endpoints.get(m, '')}  ({p.models.get(m, '')})" for m in p.models}
-    return "\n".join([
-        "<h2>Provenance</h2>",
-        f"<p>Log root <code>{_e(p.log_root)}</code>; {p.logs} logs; evals ran from {_e(p.first_started or '?')} "
-        f"to {_e(p.last_completed or '?')}; report generated {_e(p.generated_at)}. API keys are never recorded.</p>",
-        table("Endpoints and models", endpoints, "multiplier", "base URL (model)"),
-        table("Steering (from steerbench serve)", p.steering, "multiplier", "vector, layer, model") if p.steering else "",
-        f"<p><b>Graders</b>: {_e(', '.join(p.graders) or 'none (no model-graded tasks, or graded by the steered model)')}</p>",
-        table("Tasks", p.tasks, "benchmark", "Inspect task (version)"),
-        table("Packages the logs were written with", p.packages, "package", "version"),
-        table("Packages this report was made with", p.report_packages, "package", "version"),
-    ])
+    return "\n".join(
+        [
+            "<h2>Provenance</h2>",
+            f"<p>Log root <code>{_e(p.log_root)}</code>; {p.logs} logs; evals ran from {_e(p.first_started or '?')} "
+            f"to {_e(p.last_completed or '?')}; report generated {_e(p.generated_at)}. API keys are never recorded.</p>",
+            table("Endpoints and models", endpoints, "multiplier", "base URL (model)"),
+            table("Steering (from steerbench serve)", p.steering, "multiplier", "vector, layer, model")
+            if p.steering
+            else "",
+            f"<p><b>Graders</b>: {_e(', '.join(p.graders) or 'none (no model-graded tasks, or graded by the steered model)')}</p>",
+            table("Tasks", p.tasks, "benchmark", "Inspect task (version)"),
+            table("Packages the logs were written with", p.packages, "package", "version"),
+            table("Packages this report was made with", p.report_packages, "package", "version"),
+        ]
+    )

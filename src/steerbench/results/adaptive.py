@@ -104,12 +104,21 @@ class AdaptiveStudy:
         return sorted({(c.benchmark, c.subset) for c in self.cells.values()})
 
     def views(self, benchmark: str, subset: str) -> list[CellView]:
-        return [CellView(c.multiplier_value, c.done, c.state) for c in self.cells.values()
-                if (c.benchmark, c.subset) == (benchmark, subset)]
+        return [
+            CellView(c.multiplier_value, c.done, c.state)
+            for c in self.cells.values()
+            if (c.benchmark, c.subset) == (benchmark, subset)
+        ]
 
     def population(self, benchmark: str, subset: str) -> int | None:
-        return next((c.population for c in self.cells.values()
-                     if (c.benchmark, c.subset) == (benchmark, subset) and c.population), None)
+        return next(
+            (
+                c.population
+                for c in self.cells.values()
+                if (c.benchmark, c.subset) == (benchmark, subset) and c.population
+            ),
+            None,
+        )
 
 
 def covered(headers: Sequence[LogHeader]) -> tuple[int, int | None, list[LogHeader]]:
@@ -169,30 +178,44 @@ def _judge_benchmark(benchmark: str, subset: str, cells: dict[float, list[LogHea
     judged: dict[Ident, AdaptiveCell] = {}
     for value, hs in cells.items():
         done, _, used = coverage[value]
-        base: dict[str, Any] = dict(benchmark=benchmark, subset=subset, category=hs[0].category, multiplier=hs[0].multiplier,
-                    multiplier_value=value, done=done, population=population,
-                    log_files=tuple(str(h.row["log_file"]) for h in used),
-                    tokens=sum(int(h.row.get("total_tokens") or 0) for h in used))
+        base: dict[str, Any] = dict(
+            benchmark=benchmark,
+            subset=subset,
+            category=hs[0].category,
+            multiplier=hs[0].multiplier,
+            multiplier_value=value,
+            done=done,
+            population=population,
+            log_files=tuple(str(h.row["log_file"]) for h in used),
+            tokens=sum(int(h.row.get("total_tokens") or 0) for h in used),
+        )
         if value == 0:
             judged[(benchmark, subset, value)] = AdaptiveCell(state=OPEN, reason="multiplier 0: the baseline", **base)
             continue
         if metric is None or direction is None or 0.0 not in values:
-            why = "no headline metric" if metric is None else ("no harm direction for " + metric.name
-                                                                if direction is None else "no multiplier 0 yet")
+            why = (
+                "no headline metric"
+                if metric is None
+                else ("no harm direction for " + metric.name if direction is None else "no multiplier 0 yet")
+            )
             state = EXHAUSTED if population is not None and done >= population else OPEN
             judged[(benchmark, subset, value)] = AdaptiveCell(state=state, reason=why, **base)
             continue
         judged[(benchmark, subset, value)] = _judge_cell(base, values[0.0], values.get(value, {}), direction, settings)
-    states = effective_states([CellView(c.multiplier_value, c.done, c.state) for c in judged.values()],
-                              str(settings.get("goal") or "curves"))
+    states = effective_states(
+        [CellView(c.multiplier_value, c.done, c.state) for c in judged.values()], str(settings.get("goal") or "curves")
+    )
     for ident, cell in list(judged.items()):
         if states.get(cell.multiplier_value) == BEYOND_HARMFUL:
-            judged[ident] = AdaptiveCell(**{**cell.__dict__, "state": BEYOND_HARMFUL, "reason": REASONS[BEYOND_HARMFUL]})
+            judged[ident] = AdaptiveCell(
+                **{**cell.__dict__, "state": BEYOND_HARMFUL, "reason": REASONS[BEYOND_HARMFUL]}
+            )
     return judged
 
 
-def _judge_cell(base: dict[str, Any], baseline: dict[str, float], other: dict[str, float], direction: str,
-                settings: dict[str, Any]) -> AdaptiveCell:
+def _judge_cell(
+    base: dict[str, Any], baseline: dict[str, float], other: dict[str, float], direction: str, settings: dict[str, Any]
+) -> AdaptiveCell:
     benchmark, subset = base["benchmark"], base["subset"]
     seed = int(settings.get("seed") or 0)
     ids = sorted(set(baseline) & set(other), key=lambda i: order_key(seed, benchmark, subset, i))
@@ -202,8 +225,9 @@ def _judge_cell(base: dict[str, Any], baseline: dict[str, float], other: dict[st
     mean = float(harm.mean()) if n else math.nan
     if n and not in_unit_range(np.array([baseline[i] for i in ids] + [other[i] for i in ids])):
         state = EXHAUSTED if population is not None and done >= population else OPEN
-        return AdaptiveCell(state=state, n_pairs=n, harm=mean,
-                            reason="per-sample values outside [0, 1]: no confidence sequence", **base)
+        return AdaptiveCell(
+            state=state, n_pairs=n, harm=mean, reason="per-sample values outside [0, 1]: no confidence sequence", **base
+        )
     margin, precision, alpha = float(settings["margin"]), float(settings["precision"]), float(settings["alpha"])
     # i.i.d. draws (population None): the report's estimand, so an exhausted cell is judged there
     # exactly as a full sweep's (results.confseq)
@@ -220,8 +244,16 @@ def _judge_cell(base: dict[str, Any], baseline: dict[str, float], other: dict[st
         state = PRECISE
     else:
         state = OPEN
-    return AdaptiveCell(state=state, n_pairs=n, harm=mean, low=low, high=high, decided_after=decided_after,
-                        reason=REASONS[state], **base)
+    return AdaptiveCell(
+        state=state,
+        n_pairs=n,
+        harm=mean,
+        low=low,
+        high=high,
+        decided_after=decided_after,
+        reason=REASONS[state],
+        **base,
+    )
 
 
 def decided_interval(state: str, low: float, high: float, margin: float) -> tuple[float, float]:
@@ -238,10 +270,34 @@ def decided_interval(state: str, low: float, high: float, margin: float) -> tupl
 
 # ---------------------------------------------------------------- one aggregate row per adaptive cell
 
-ADAPTIVE_COLUMNS = ["adaptive_state", "adaptive_samples", "adaptive_population", "adaptive_harm", "adaptive_low",
-                    "adaptive_high", "adaptive_alpha", "adaptive_margin", "adaptive_reason", "batch_logs"]
-_NOT_MERGED = {"benchmark", "subset", "multiplier", "category", "n_samples", "status", "completed_samples",
-               "eval_name", "task_version", "model", "log_file", "started_at", "completed_at", "total_tokens"}
+ADAPTIVE_COLUMNS = [
+    "adaptive_state",
+    "adaptive_samples",
+    "adaptive_population",
+    "adaptive_harm",
+    "adaptive_low",
+    "adaptive_high",
+    "adaptive_alpha",
+    "adaptive_margin",
+    "adaptive_reason",
+    "batch_logs",
+]
+_NOT_MERGED = {
+    "benchmark",
+    "subset",
+    "multiplier",
+    "category",
+    "n_samples",
+    "status",
+    "completed_samples",
+    "eval_name",
+    "task_version",
+    "model",
+    "log_file",
+    "started_at",
+    "completed_at",
+    "total_tokens",
+}
 
 
 def merged_rows(headers: Sequence[LogHeader]) -> list[dict[str, Any]]:
@@ -260,13 +316,20 @@ def merged_rows(headers: Sequence[LogHeader]) -> list[dict[str, Any]]:
     for ident, cell in study.cells.items():
         used = [by_log[f].row for f in cell.log_files]
         row = _merge(used) if used else dict(latest[ident].row)
-        row.update({
-            "adaptive_state": cell.state, "adaptive_samples": cell.done, "adaptive_population": cell.population,
-            "adaptive_harm": _number(cell.harm), "adaptive_low": _number(cell.low), "adaptive_high": _number(cell.high),
-            "adaptive_alpha": study.settings.get("alpha"), "adaptive_margin": study.settings.get("margin"),
-            "adaptive_reason": cell.reason,
-            "batch_logs": ";".join(cell.log_files),
-        })
+        row.update(
+            {
+                "adaptive_state": cell.state,
+                "adaptive_samples": cell.done,
+                "adaptive_population": cell.population,
+                "adaptive_harm": _number(cell.harm),
+                "adaptive_low": _number(cell.low),
+                "adaptive_high": _number(cell.high),
+                "adaptive_alpha": study.settings.get("alpha"),
+                "adaptive_margin": study.settings.get("margin"),
+                "adaptive_reason": cell.reason,
+                "batch_logs": ";".join(cell.log_files),
+            }
+        )
         rows.append(row)
     return rows
 

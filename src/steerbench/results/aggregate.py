@@ -14,18 +14,43 @@ from .health import HEALTH_COLUMNS, cell_columns, parse_sidecar_header, sidecar_
 
 KEY_COLUMNS = ["benchmark", "subset", "multiplier", "category", "n_samples"]
 METRIC_COLUMNS = [
-    "refusal_rate", "accuracy", "stderr",
-    "prompt_strict_acc", "prompt_strict_stderr", "prompt_loose_acc", "prompt_loose_stderr",
-    "inst_strict_acc", "inst_strict_stderr", "inst_loose_acc", "inst_loose_stderr",
-    "final_acc", "final_stderr", "mean",
-    "inspect_evals/confidence", "inspect_evals/apologize_rate", "inspect_evals/truthfulness",
+    "refusal_rate",
+    "accuracy",
+    "stderr",
+    "prompt_strict_acc",
+    "prompt_strict_stderr",
+    "prompt_loose_acc",
+    "prompt_loose_stderr",
+    "inst_strict_acc",
+    "inst_strict_stderr",
+    "inst_loose_acc",
+    "inst_loose_stderr",
+    "final_acc",
+    "final_stderr",
+    "mean",
+    "inspect_evals/confidence",
+    "inspect_evals/apologize_rate",
+    "inspect_evals/truthfulness",
 ]
 PROVENANCE_COLUMNS = [
-    "status", "completed_samples", "eval_name", "task_version", "model", "log_file",
-    "started_at", "completed_at", "total_tokens",
-    "steering_vector_sha256", "steering_layer", "steering_model",
-    "steering_scale", "steering_vector_norm", "steering_residual_norm", "steering_relative_norm",
-    "steering_operation", "steering_positions",
+    "status",
+    "completed_samples",
+    "eval_name",
+    "task_version",
+    "model",
+    "log_file",
+    "started_at",
+    "completed_at",
+    "total_tokens",
+    "steering_vector_sha256",
+    "steering_layer",
+    "steering_model",
+    "steering_scale",
+    "steering_vector_norm",
+    "steering_residual_norm",
+    "steering_relative_norm",
+    "steering_operation",
+    "steering_positions",
 ]
 _FOLDER = re.compile(r"(?:^|/)([^/]+)/multiplier_([^/]+)/[^/]+$")
 
@@ -73,7 +98,11 @@ def _metrics(log: Any) -> dict[str, Any]:
         prefix = score.name if score.reducer in (None, "mean") else f"{score.name}[{score.reducer}]"
         for name, metric in score.metrics.items():
             plain = _ORIGINAL_NAMES.get(name, name)
-            column = plain if plain not in values and (plain in METRIC_COLUMNS or len(log.results.scores) == 1) else f"{prefix}/{name}"
+            column = (
+                plain
+                if plain not in values and (plain in METRIC_COLUMNS or len(log.results.scores) == 1)
+                else f"{prefix}/{name}"
+            )
             if column in values:
                 column = f"{prefix}/{name}"
             values[column] = metric.value
@@ -84,6 +113,7 @@ def _steering_columns(steering: dict[str, Any] | None) -> dict[str, Any]:
     """Provenance of `steerbench serve` deployments; empty for hand-written ones."""
     if not steering:
         return {}
+
     def per_layer(value: Any) -> Any:  # one value per layer: "a;b" where several layers are steered
         return ";".join(map(str, value)) if isinstance(value, list) else value
 
@@ -134,8 +164,17 @@ def header_of(log: Any, location: str) -> LogHeader | None:
         "total_tokens": sum(u.total_tokens for u in usage.values()) if usage else 0,
         **_steering_columns((meta or {}).get("steering")),
     }
-    return LogHeader(benchmark, subset, multiplier, category, log.status, log.eval.created, row, log_error(log)[0],
-                     (meta or {}).get("adaptive"))
+    return LogHeader(
+        benchmark,
+        subset,
+        multiplier,
+        category,
+        log.status,
+        log.eval.created,
+        row,
+        log_error(log)[0],
+        (meta or {}).get("adaptive"),
+    )
 
 
 def read_headers(log_root: str) -> tuple[list[LogHeader], list[str]]:
@@ -186,15 +225,26 @@ def aggregate(log_root: str, planned: list[CellKey] | None = None) -> Aggregate:
     for row in adaptive:  # an adaptive cell's batches, merged, stand for the cell
         rows_by_cell[(row["benchmark"], row["subset"], multiplier_sort_key(str(row["multiplier"])))] = row
         if row.get("status") != "success":
-            failed.append(f"{CellKey(row['benchmark'], row['subset'], str(row['multiplier']), row['category']).where}: "
-                          f"{row.get('status')}")
+            failed.append(
+                f"{CellKey(row['benchmark'], row['subset'], str(row['multiplier']), row['category']).where}: "
+                f"{row.get('status')}"
+            )
     rows = list(rows_by_cell.values())
     missing: list[str] = []
     for cell in planned or []:
         if cell.ident not in rows_by_cell:
             missing.append(f"{cell.where}: no log")
-            rows.append({"benchmark": cell.benchmark, "subset": cell.subset, "multiplier": cell.multiplier,
-                         "category": cell.category, "n_samples": 0, "status": "missing", "completed_samples": 0})
+            rows.append(
+                {
+                    "benchmark": cell.benchmark,
+                    "subset": cell.subset,
+                    "multiplier": cell.multiplier,
+                    "category": cell.category,
+                    "n_samples": 0,
+                    "status": "missing",
+                    "completed_samples": 0,
+                }
+            )
     rows.sort(key=lambda r: (r["category"], r["benchmark"], r["subset"], multiplier_sort_key(r["multiplier"])))
     known = set(KEY_COLUMNS) | set(METRIC_COLUMNS) | set(HEALTH_COLUMNS) | set(PROVENANCE_COLUMNS)
     from .adaptive import ADAPTIVE_COLUMNS

@@ -118,7 +118,9 @@ class Provenance:
     tasks: dict[str, str]  # benchmark -> "eval_name (version ...)"
     packages: dict[str, str]  # package -> versions the logs were written with
     report_packages: dict[str, str]  # package -> versions this report was made with
-    steering: dict[str, str] = field(default_factory=dict)  # multiplier label -> vector, layer, model (steerbench serve)
+    steering: dict[str, str] = field(
+        default_factory=dict
+    )  # multiplier label -> vector, layer, model (steerbench serve)
 
 
 @dataclass
@@ -138,11 +140,18 @@ class Analysis:
 
     def flagged(self, series: Series, value: float) -> list[Flag]:
         label = self.multipliers.get(value)
-        return [f for f in self.flags if (f.benchmark, f.subset) == series.key and f.multiplier is not None
-                and multiplier_sort_key(f.multiplier) == multiplier_sort_key(label or "")]
+        return [
+            f
+            for f in self.flags
+            if (f.benchmark, f.subset) == series.key
+            and f.multiplier is not None
+            and multiplier_sort_key(f.multiplier) == multiplier_sort_key(label or "")
+        ]
 
     def paired_for(self, series: Series, value: float) -> PairedRow | None:
-        return next((p for p in self.paired if (p.benchmark, p.subset) == series.key and p.multiplier_value == value), None)
+        return next(
+            (p for p in self.paired if (p.benchmark, p.subset) == series.key and p.multiplier_value == value), None
+        )
 
     def paired_frame(self) -> Any:
         import pandas as pd
@@ -162,11 +171,19 @@ class Analysis:
                     interval = cell.intervals.get(metric) if cell else None
                     if interval is None:
                         continue
-                    rows.append({
-                        "benchmark": series.benchmark, "subset": series.subset, "multiplier": self.multipliers[value],
-                        "metric": metric, "value": interval.estimate, "n": interval.n,
-                        "ci_low": interval.low, "ci_high": interval.high, "method": interval.method,
-                    })
+                    rows.append(
+                        {
+                            "benchmark": series.benchmark,
+                            "subset": series.subset,
+                            "multiplier": self.multipliers[value],
+                            "metric": metric,
+                            "value": interval.estimate,
+                            "n": interval.n,
+                            "ci_low": interval.low,
+                            "ci_high": interval.high,
+                            "method": interval.method,
+                        }
+                    )
         return pd.DataFrame(rows, columns=SCORES_COLUMNS)
 
 
@@ -210,8 +227,9 @@ def analyse_aggregate(result: Aggregate, log_root: str, margin: float = DEFAULT_
 
     steering = steering_range(series, cells, multipliers, margin)
     flags = find_flags(result.rows, estimates) + problems + health_flag_list(steering.health)
-    return Analysis(log_root, result, multipliers, series, cells, paired, flags, provenance(log_root, headers, result),
-                    steering)
+    return Analysis(
+        log_root, result, multipliers, series, cells, paired, flags, provenance(log_root, headers, result), steering
+    )
 
 
 def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | None, Any]:
@@ -224,11 +242,18 @@ def _read_cell(series: Series, row: dict[str, Any]) -> tuple[CellResult, Flag | 
         header = read_eval_log(log_file, header_only=True)
         batches = [f for f in str(row.get("batch_logs") or "").split(";") if f]
         # an adaptive cell: its batches' samples, merged by sample id (results.adaptive)
-        cell.scores = read_cells_scores(batches, series.metrics) if batches else read_cell_scores(log_file, series.metrics)
+        cell.scores = (
+            read_cells_scores(batches, series.metrics) if batches else read_cell_scores(log_file, series.metrics)
+        )
     except Exception as e:  # one unreadable log must not stop the report
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return cell, Flag("unreadable", series.benchmark, series.subset, label,
-                          f"its sample scores could not be read ({reason})"), None
+        return (
+            cell,
+            Flag(
+                "unreadable", series.benchmark, series.subset, label, f"its sample scores could not be read ({reason})"
+            ),
+            None,
+        )
     cell.intervals = {name: clip(mean_interval(scores.array)) for name, scores in cell.scores.items()}
     from .steering_range import read_cell_health
 
@@ -252,12 +277,26 @@ def _mismatch(series: Series, cell: CellResult) -> Flag | None:
     reported = cell.row.get(column) if column else None
     rebuilt = cell.scores.get(metric.name)
     if rebuilt is None:
-        return Flag("unreadable", series.benchmark, series.subset, cell.multiplier,
-                    f"no sample has a score that gives {metric.name}; no interval or paired change")
-    if isinstance(reported, (int, float)) and math.isfinite(reported) and abs(reported / metric.scale - rebuilt.mean) > 1e-6:
-        return Flag("score mismatch", series.benchmark, series.subset, cell.multiplier,
-                    f"the samples give {metric.name} {rebuilt.mean:.4f}, the log reports {reported / metric.scale:.4f}; "
-                    "its interval and paired change may not describe the reported value")
+        return Flag(
+            "unreadable",
+            series.benchmark,
+            series.subset,
+            cell.multiplier,
+            f"no sample has a score that gives {metric.name}; no interval or paired change",
+        )
+    if (
+        isinstance(reported, (int, float))
+        and math.isfinite(reported)
+        and abs(reported / metric.scale - rebuilt.mean) > 1e-6
+    ):
+        return Flag(
+            "score mismatch",
+            series.benchmark,
+            series.subset,
+            cell.multiplier,
+            f"the samples give {metric.name} {rebuilt.mean:.4f}, the log reports {reported / metric.scale:.4f}; "
+            "its interval and paired change may not describe the reported value",
+        )
     return None
 
 
@@ -273,13 +312,24 @@ def paired_rows(series: Sequence[Series], cells: dict[tuple[str, str, float], Ce
             if (benchmark, subset) != one.key or value == BASELINE or name not in cell.scores:
                 continue
             change = paired_change(base.scores[name].values, cell.scores[name].values)
-            drafts.append({
-                "benchmark": benchmark, "subset": subset, "metric": name, "multiplier": cell.multiplier,
-                "multiplier_value": value, "n_pairs": change.n_pairs, "at_zero": change.baseline,
-                "at_multiplier": change.other, "change": change.change.estimate, "ci_low": change.change.low,
-                "ci_high": change.change.high, "method": change.change.method, "p_value": change.change.p_value,
-                "unpaired_ci_half_width": unpaired_half_width(base.intervals[name], cell.intervals[name]),
-            })
+            drafts.append(
+                {
+                    "benchmark": benchmark,
+                    "subset": subset,
+                    "metric": name,
+                    "multiplier": cell.multiplier,
+                    "multiplier_value": value,
+                    "n_pairs": change.n_pairs,
+                    "at_zero": change.baseline,
+                    "at_multiplier": change.other,
+                    "change": change.change.estimate,
+                    "ci_low": change.change.low,
+                    "ci_high": change.change.high,
+                    "method": change.change.method,
+                    "p_value": change.change.p_value,
+                    "unpaired_ci_half_width": unpaired_half_width(base.intervals[name], cell.intervals[name]),
+                }
+            )
     adjusted = holm([d["p_value"] for d in drafts])
     return [PairedRow(**d, p_holm=p, significant=bool(p < ALPHA)) for d, p in zip(drafts, adjusted)]
 
@@ -312,9 +362,11 @@ def provenance(log_root: str, headers: Sequence[Any], result: Aggregate) -> Prov
         endpoints[label] = clean_url(header.eval.model_base_url)
         if meta.get("steering"):
             st = meta["steering"]
-            steering[label] = (f"vector sha256 {str(st.get('vector_sha256', '?'))[:16]}..., layer {st.get('layer', '?')}, "
-                               f"model {st.get('model', '?')}{', normalised' if st.get('normalized') else ''}, "
-                               f"{st.get('operation', 'add')} at {st.get('positions', 'all')} positions")
+            steering[label] = (
+                f"vector sha256 {str(st.get('vector_sha256', '?'))[:16]}..., layer {st.get('layer', '?')}, "
+                f"model {st.get('model', '?')}{', normalised' if st.get('normalized') else ''}, "
+                f"{st.get('operation', 'add')} at {st.get('positions', 'all')} positions"
+            )
         for role in (header.eval.model_roles or {}).values():
             for config in role if isinstance(role, list) else [role]:
                 graders.add(getattr(config, "model", str(config)))
@@ -322,7 +374,9 @@ def provenance(log_root: str, headers: Sequence[Any], result: Aggregate) -> Prov
             if name in ("scorer_model", "grader_model", "judge_model", "grader") and isinstance(value, str):
                 graders.add(value)
         benchmark = meta.get("benchmark", header.eval.task)
-        tasks.setdefault(benchmark, set()).add(f"{meta.get('eval_name') or header.eval.task} (version {header.eval.task_version})")
+        tasks.setdefault(benchmark, set()).add(
+            f"{meta.get('eval_name') or header.eval.task} (version {header.eval.task_version})"
+        )
         for package, version in (header.eval.packages or {}).items():
             packages.setdefault(package, set()).add(str(version))
     done = [r for r in result.rows if r.get("status") not in (None, "missing")]

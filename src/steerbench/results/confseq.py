@@ -75,8 +75,9 @@ def _undrawn_means(y: np.ndarray, population: int | None, m: float) -> np.ndarra
     return (population * m - drawn) / left
 
 
-def log_capital(y: np.ndarray, population: int | None, m: float, alpha: float, upper: bool,
-                bets: np.ndarray | None = None) -> np.ndarray:
+def log_capital(
+    y: np.ndarray, population: int | None, m: float, alpha: float, upper: bool, bets: np.ndarray | None = None
+) -> np.ndarray:
     """log K+_t(m) (upper=True: betting that the mean is above m) or log K-_t(m), for t = 1..n.
     +inf from the first draw that makes mean m impossible."""
     if len(y) == 0:
@@ -142,8 +143,9 @@ def _bound(y: np.ndarray, population: int | None, alpha: float, upper: bool, bet
     return low
 
 
-def confidence_sequence(y: np.ndarray, population: int | None, alpha: float, threshold: float | None = None,
-                        bounds: bool = True) -> Sequence:
+def confidence_sequence(
+    y: np.ndarray, population: int | None, alpha: float, threshold: float | None = None, bounds: bool = True
+) -> Sequence:
     """The sequence of `y` (values in [0, 1], in draw order) from a list of `population` values
     (None: i.i.d. draws from a distribution, whose mean it covers).
     `threshold`: also say when (if ever) the sequence first lay wholly below or above it.

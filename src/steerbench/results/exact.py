@@ -94,7 +94,7 @@ def sign_flip_p(differences: np.ndarray) -> float | None:
         return None
     observed = abs(float(np.sum(differences)))
     tolerance = 1e-9 * max(1.0, float(values.sum()))
-    first, second = _half_sums(values[: k // 2]), np.sort(_half_sums(values[k // 2:]))
+    first, second = _half_sums(values[: k // 2]), np.sort(_half_sums(values[k // 2 :]))
     threshold = observed - tolerance
     # pairs with x + y >= threshold, and pairs with x + y <= -threshold
     upper = second.size - np.searchsorted(second, threshold - first, side="left")

@@ -29,8 +29,18 @@ SUSPICIOUS_FACTOR = 3.0
 # the report adds "unreadable" (a cell's samples could not be read), "score mismatch"
 # (the samples do not rebuild the metric the log reports), and "output truncated" / "output
 # empty" (a share significantly above multiplier 0's, results/steering_range.py)
-KINDS = ("missing", "failed", "partial", "sample count", "scale", "suspicious", "unreadable", "score mismatch",
-         "output truncated", "output empty")
+KINDS = (
+    "missing",
+    "failed",
+    "partial",
+    "sample count",
+    "scale",
+    "suspicious",
+    "unreadable",
+    "score mismatch",
+    "output truncated",
+    "output empty",
+)
 
 
 @dataclass(frozen=True)
@@ -127,12 +137,17 @@ def _grid(rows: Sequence[dict[str, Any]]) -> dict[float, str]:
 
 
 def _missing(benchmark: str, subset: str, group: list[dict[str, Any]], grid: dict[float, str]) -> list[Flag]:
-    flags = [Flag("missing", benchmark, subset, str(r["multiplier"]), "planned, but there is no log")
-             for r in group if not _present(r)]
+    flags = [
+        Flag("missing", benchmark, subset, str(r["multiplier"]), "planned, but there is no log")
+        for r in group
+        if not _present(r)
+    ]
     have = {multiplier_sort_key(str(r["multiplier"])) for r in group}
     for value, label in grid.items():
         if value not in have:
-            flags.append(Flag("missing", benchmark, subset, label, "no log, while other benchmarks have this multiplier"))
+            flags.append(
+                Flag("missing", benchmark, subset, label, "no log, while other benchmarks have this multiplier")
+            )
     return sorted(flags, key=lambda f: multiplier_sort_key(f.multiplier or ""))
 
 
@@ -141,40 +156,71 @@ def _unsuccessful(benchmark: str, subset: str, group: list[dict[str, Any]]) -> l
     for row in filter(_present, group):
         done, total = int(row.get("completed_samples") or 0), int(row.get("n_samples") or 0)
         if row.get("status") != "success":
-            flags.append(Flag("failed", benchmark, subset, str(row["multiplier"]),
-                              f"its latest log is '{row.get('status')}' ({done}/{total} samples); not used in figures or statistics"))
+            flags.append(
+                Flag(
+                    "failed",
+                    benchmark,
+                    subset,
+                    str(row["multiplier"]),
+                    f"its latest log is '{row.get('status')}' ({done}/{total} samples); not used in figures or statistics",
+                )
+            )
         elif done < total:
-            flags.append(Flag("partial", benchmark, subset, str(row["multiplier"]),
-                              f"only {done} of {total} samples were scored"))
+            flags.append(
+                Flag(
+                    "partial", benchmark, subset, str(row["multiplier"]), f"only {done} of {total} samples were scored"
+                )
+            )
     return flags
 
 
 def _sample_counts(benchmark: str, subset: str, group: list[dict[str, Any]]) -> list[Flag]:
     # an adaptive cell stops at its own sample count on purpose (results.adaptive): not a flag
-    counts = {str(r["multiplier"]): int(r.get("n_samples") or 0) for r in group
-              if _present(r) and r.get("n_samples") and not r.get("adaptive_state")}
+    counts = {
+        str(r["multiplier"]): int(r.get("n_samples") or 0)
+        for r in group
+        if _present(r) and r.get("n_samples") and not r.get("adaptive_state")
+    }
     if len(set(counts.values())) <= 1:
         return []
     tally = Counter(counts.values())
     usual = max(tally, key=lambda n: (tally[n], n))  # the most common count (the larger on a tie)
-    return [Flag("sample count", benchmark, subset, label, f"{n} samples, while the other multipliers have {usual}")
-            for label, n in counts.items() if n != usual]
+    return [
+        Flag("sample count", benchmark, subset, label, f"{n} samples, while the other multipliers have {usual}")
+        for label, n in counts.items()
+        if n != usual
+    ]
 
 
 def _scale(benchmark: str, subset: str, group: list[dict[str, Any]], metric: Metric) -> list[Flag]:
     if metric.scale != 1:
-        return [Flag("scale", benchmark, subset, None,
-                     f"{metric.name} is reported on a 0-{metric.scale:g} scale while the other metrics are 0-1; "
-                     f"figures and tables divide it by {metric.scale:g}")]
+        return [
+            Flag(
+                "scale",
+                benchmark,
+                subset,
+                None,
+                f"{metric.name} is reported on a 0-{metric.scale:g} scale while the other metrics are 0-1; "
+                f"figures and tables divide it by {metric.scale:g}",
+            )
+        ]
     column = metric.column(group[0]) or metric.name
     if any(_finite(r.get(column)) and float(r[column]) > 1 for r in group):
-        return [Flag("scale", benchmark, subset, None,
-                     f"{metric.name} has values above 1, so it is not on the 0-1 scale of the other metrics")]
+        return [
+            Flag(
+                "scale",
+                benchmark,
+                subset,
+                None,
+                f"{metric.name} has values above 1, so it is not on the 0-1 scale of the other metrics",
+            )
+        ]
     return []
 
 
-def _estimates(benchmark: str, subset: str, group: list[dict[str, Any]], metric: Metric,
-               estimates: Estimates | None) -> list[tuple[str, CellEstimate]]:
+def _estimates(
+    benchmark: str, subset: str, group: list[dict[str, Any]], metric: Metric, estimates: Estimates | None
+) -> list[tuple[str, CellEstimate]]:
     cells = []
     for row in group:
         if row.get("status") != "success":
@@ -200,7 +246,9 @@ def is_spike(cell: CellEstimate, left: CellEstimate, right: CellEstimate, factor
     steps = [cell.value - left.value, cell.value - right.value]
     if not (all(s > 0 for s in steps) or all(s < 0 for s in steps)):
         return False
-    limit: Callable[[CellEstimate], float] = lambda other: factor * Z_95 * math.hypot(_effective_se(cell), _effective_se(other))  # noqa: E731
+    limit: Callable[[CellEstimate], float] = lambda other: (  # noqa: E731
+        factor * Z_95 * math.hypot(_effective_se(cell), _effective_se(other))
+    )
     return abs(steps[0]) > limit(left) and abs(steps[1]) > limit(right)
 
 
@@ -209,14 +257,18 @@ def _suspicious(benchmark: str, subset: str, cells: list[tuple[str, CellEstimate
     for (left_label, left), (label, cell), (right_label, right) in zip(cells, cells[1:], cells[2:]):
         if is_spike(cell, left, right):
             side = "above" if cell.value > left.value else "below"
-            flags.append(Flag(
-                "suspicious", benchmark, subset, label,
-                f"{metric.label} {cell.value:.3f} is {side} both neighbours ({left.value:.3f} at {left_label}, "
-                f"{right.value:.3f} at {right_label}) by more than {SUSPICIOUS_FACTOR:g}x their 95% intervals; "
-                "check this cell's log before trusting it",
-            ))
+            flags.append(
+                Flag(
+                    "suspicious",
+                    benchmark,
+                    subset,
+                    label,
+                    f"{metric.label} {cell.value:.3f} is {side} both neighbours ({left.value:.3f} at {left_label}, "
+                    f"{right.value:.3f} at {right_label}) by more than {SUSPICIOUS_FACTOR:g}x their 95% intervals; "
+                    "check this cell's log before trusting it",
+                )
+            )
     return flags
-
 
 
 @dataclass(frozen=True)
@@ -236,8 +288,11 @@ class MissingGroup:
         if self.benchmark is None:
             return f"missing: {self.cells} of {self.cells} planned cells (every benchmark at every multiplier)"
         label = cell_label(self.benchmark, self.subset)
-        where = (f"every multiplier ({', '.join(self.multipliers)})" if self.everywhere
-                 else f"multipliers {', '.join(self.multipliers)}")
+        where = (
+            f"every multiplier ({', '.join(self.multipliers)})"
+            if self.everywhere
+            else f"multipliers {', '.join(self.multipliers)}"
+        )
         return f"missing: {label} at {where}: {self.message}"
 
 
@@ -261,6 +316,7 @@ def grouped(flags: Sequence[Flag], rows: Sequence[dict[str, Any]]) -> list[Flag 
         elif key not in said:
             said.add(key)
             labels = tuple(f.multiplier or "" for f in groups[key])
-            out.append(MissingGroup(flag.benchmark, flag.subset, labels, flag.message,
-                                    everywhere=len(labels) == len(grid) > 1))
+            out.append(
+                MissingGroup(flag.benchmark, flag.subset, labels, flag.message, everywhere=len(labels) == len(grid) > 1)
+            )
     return out

@@ -92,7 +92,7 @@ def repetition(text: str | None, window: int = REPEAT_WINDOW, seen: int = REPEAT
     covered = 0
     covered_to = 0  # windows come in order, so the covered characters form runs ending here
     for start in range(len(text) - window + 1):
-        stretch = text[start:start + window]
+        stretch = text[start : start + window]
         before = counts.get(stretch, 0)
         if before >= seen:
             end = start + window
@@ -172,8 +172,12 @@ def sidecar_path(log_file: str) -> str:
 
 def sidecar_header(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The sidecar's first line: the cell's four values (all that aggregate reads) and the record count."""
-    return {"format": SIDECAR_FORMAT, "version": RECORD_VERSION, "n_records": len(records),
-            "cell": cell_health(records)}
+    return {
+        "format": SIDECAR_FORMAT,
+        "version": RECORD_VERSION,
+        "n_records": len(records),
+        "cell": cell_health(records),
+    }
 
 
 def dumps_sidecar(records: Sequence[Mapping[str, Any]]) -> str:

@@ -83,7 +83,16 @@ EXACT_NI_MAX_N = 300  # above: Tango's asymptotic test (its size is within 0.050
 NUISANCE_GRID = 201  # values of P(harm = -1) the exact p-value maximises over
 EXACT_SCORE = "exact unconditional (Tango score order)"
 TANGO_SCORE = "Tango score test"
-SAFE_RANGE_COLUMNS = ["benchmark", "subset", "metric", "direction", "margin", "lowest_safe", "highest_safe", "n_samples"]
+SAFE_RANGE_COLUMNS = [
+    "benchmark",
+    "subset",
+    "metric",
+    "direction",
+    "margin",
+    "lowest_safe",
+    "highest_safe",
+    "n_samples",
+]
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,9 @@ def _task_name(eval_name: str) -> str:
     return name.lower()
 
 
-def harm_direction(benchmark: str, subset: str, metric: str, eval_name: str = "",
-                   table: Sequence[Direction] = DIRECTIONS) -> str | None:
+def harm_direction(
+    benchmark: str, subset: str, metric: str, eval_name: str = "", table: Sequence[Direction] = DIRECTIONS
+) -> str | None:
     """Which way is worse for this metric, or None when the table does not say."""
     names = {benchmark.lower()} | ({_task_name(eval_name)} if eval_name else set())
     best: tuple[int, str] | None = None
@@ -153,8 +163,9 @@ def paired_harm(baseline: Mapping[str, float], other: Mapping[str, float], direc
     return base - then if direction == LOWER_IS_WORSE else then - base
 
 
-def non_inferiority(baseline: Mapping[str, float], other: Mapping[str, float], direction: str,
-                    margin: float = DEFAULT_MARGIN) -> NonInferiority:
+def non_inferiority(
+    baseline: Mapping[str, float], other: Mapping[str, float], direction: str, margin: float = DEFAULT_MARGIN
+) -> NonInferiority:
     common = [s for s in baseline if s in other]
     bounded = in_unit_range(np.array([baseline[s] for s in common] + [other[s] for s in common], dtype=float))
     return harm_test(paired_harm(baseline, other, direction), margin, bounded)
@@ -208,8 +219,12 @@ def exact_ni_table(n: int, margin: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         for q in np.linspace(0.0, top, NUISANCE_GRID):
             p_up, p_down, p_same = q + margin, q, max(1 - margin - 2 * q, 0.0)
-            log_p = (base + b * math.log(p_up) + np.where(c > 0, c * np.log(p_down), 0.0)
-                     + np.where(rest > 0, rest * np.log(p_same), 0.0))
+            log_p = (
+                base
+                + b * math.log(p_up)
+                + np.where(c > 0, c * np.log(p_down), 0.0)
+                + np.where(rest > 0, rest * np.log(p_same), 0.0)
+            )
             tail = np.cumsum(np.exp(log_p)[order])
             best = np.maximum(best, tail[last])
     table = np.full((n + 1, n + 1), math.nan)
@@ -267,7 +282,9 @@ class CellTest:
     non_inferior: bool
 
 
-def noninferiority_tests(series: Sequence[SeriesScores], margin: float = DEFAULT_MARGIN, alpha: float = ALPHA) -> list[CellTest]:
+def noninferiority_tests(
+    series: Sequence[SeriesScores], margin: float = DEFAULT_MARGIN, alpha: float = ALPHA
+) -> list[CellTest]:
     """Every cell != 0 of every series with a direction and a baseline, with Holm over all of them."""
     drafts: list[dict[str, Any]] = []
     for one in series:
@@ -277,11 +294,21 @@ def noninferiority_tests(series: Sequence[SeriesScores], margin: float = DEFAULT
             continue
         for value in sorted(v for v in one.cells if v != BASELINE):
             test = non_inferiority(base, one.cells[value], direction, margin)
-            drafts.append({
-                "benchmark": one.benchmark, "subset": one.subset, "metric": one.metric, "direction": direction,
-                "margin": margin, "multiplier": one.label(value), "multiplier_value": value,
-                "n_pairs": test.n_pairs, "harm": test.harm, "se": test.se, "p_value": test.p_value,
-            })
+            drafts.append(
+                {
+                    "benchmark": one.benchmark,
+                    "subset": one.subset,
+                    "metric": one.metric,
+                    "direction": direction,
+                    "margin": margin,
+                    "multiplier": one.label(value),
+                    "multiplier_value": value,
+                    "n_pairs": test.n_pairs,
+                    "harm": test.harm,
+                    "se": test.se,
+                    "p_value": test.p_value,
+                }
+            )
     adjusted = holm([d["p_value"] for d in drafts])
     return [CellTest(**d, p_holm=p, non_inferior=bool(p < alpha)) for d, p in zip(drafts, adjusted)]
 
@@ -310,8 +337,12 @@ class SafeRange:
         return f"{self.benchmark}[{self.subset}]" if self.subset else self.benchmark
 
 
-def safe_ranges(series: Sequence[SeriesScores], margin: float = DEFAULT_MARGIN, alpha: float = ALPHA,
-                tests: Sequence[CellTest] | None = None) -> list[SafeRange]:
+def safe_ranges(
+    series: Sequence[SeriesScores],
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
+    tests: Sequence[CellTest] | None = None,
+) -> list[SafeRange]:
     """Each series' safe range (series without a direction or a multiplier-0 cell are left out)."""
     tests = noninferiority_tests(series, margin, alpha) if tests is None else tests
     passed = {(t.benchmark, t.subset, t.multiplier_value): t.non_inferior for t in tests}
@@ -329,8 +360,20 @@ def safe_ranges(series: Sequence[SeriesScores], margin: float = DEFAULT_MARGIN, 
                     break
                 reach = value
             sides.append(reach)
-        ranges.append(SafeRange(one.benchmark, one.subset, one.metric, direction, margin,
-                                one.label(sides[0]), one.label(sides[1]), sides[0], sides[1], len(base)))
+        ranges.append(
+            SafeRange(
+                one.benchmark,
+                one.subset,
+                one.metric,
+                direction,
+                margin,
+                one.label(sides[0]),
+                one.label(sides[1]),
+                sides[0],
+                sides[1],
+                len(base),
+            )
+        )
     return ranges
 
 
@@ -447,8 +490,11 @@ class HealthFlag:
 HealthCells = Mapping[float, Mapping[str, float]]  # multiplier value -> sample id -> 0/1 (epoch mean)
 
 
-def health_flags(series: Mapping[tuple[str, str], Mapping[str, HealthCells]],
-                 labels: Mapping[float, str] | None = None, alpha: float = ALPHA) -> list[HealthFlag]:
+def health_flags(
+    series: Mapping[tuple[str, str], Mapping[str, HealthCells]],
+    labels: Mapping[float, str] | None = None,
+    alpha: float = ALPHA,
+) -> list[HealthFlag]:
     """series: (benchmark, subset) -> measure ("truncated", "empty") -> cells. Every cell != 0 with a
     multiplier-0 cell is tested; Holm over all of them; `flagged` when the adjusted p < alpha."""
     labels = labels or {}
@@ -459,7 +505,15 @@ def health_flags(series: Mapping[tuple[str, str], Mapping[str, HealthCells]],
             if base is None:
                 continue
             for value in sorted(v for v in cells if v != BASELINE):
-                drafts.append((benchmark, subset, labels.get(value) or _label(value), value, measure,
-                               increase_test(base, cells[value])))
+                drafts.append(
+                    (
+                        benchmark,
+                        subset,
+                        labels.get(value) or _label(value),
+                        value,
+                        measure,
+                        increase_test(base, cells[value]),
+                    )
+                )
     adjusted = holm([d[5].p_value for d in drafts])
     return [HealthFlag(*d, p_holm=p, flagged=bool(p < alpha)) for d, p in zip(drafts, adjusted)]

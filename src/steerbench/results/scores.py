@@ -88,16 +88,36 @@ METRICS: dict[str, Metric] = {
         Metric("mean", "mean", stderr_column="stderr", extract=_mean_of_scalar, proportion=False),
         Metric("refusal_rate", "refusal rate", scale=100.0, extract=_refused),
         # IFEval
-        Metric("prompt_strict_acc", "prompt strict", stderr_column="prompt_strict_stderr",
-               extract=_key("prompt_level_strict")),
-        Metric("prompt_loose_acc", "prompt loose", stderr_column="prompt_loose_stderr",
-               extract=_key("prompt_level_loose")),
-        Metric("inst_strict_acc", "instruction strict", stderr_column="inst_strict_stderr",
-               extract=_key("inst_level_strict", "num_instructions"), proportion=False),
-        Metric("inst_loose_acc", "instruction loose", stderr_column="inst_loose_stderr",
-               extract=_key("inst_level_loose", "num_instructions"), proportion=False),
-        Metric("final_acc", "final accuracy", stderr_column="final_stderr", proportion=False,
-               parts=("prompt_strict_acc", "prompt_loose_acc", "inst_strict_acc", "inst_loose_acc")),
+        Metric(
+            "prompt_strict_acc",
+            "prompt strict",
+            stderr_column="prompt_strict_stderr",
+            extract=_key("prompt_level_strict"),
+        ),
+        Metric(
+            "prompt_loose_acc", "prompt loose", stderr_column="prompt_loose_stderr", extract=_key("prompt_level_loose")
+        ),
+        Metric(
+            "inst_strict_acc",
+            "instruction strict",
+            stderr_column="inst_strict_stderr",
+            extract=_key("inst_level_strict", "num_instructions"),
+            proportion=False,
+        ),
+        Metric(
+            "inst_loose_acc",
+            "instruction loose",
+            stderr_column="inst_loose_stderr",
+            extract=_key("inst_level_loose", "num_instructions"),
+            proportion=False,
+        ),
+        Metric(
+            "final_acc",
+            "final accuracy",
+            stderr_column="final_stderr",
+            proportion=False,
+            parts=("prompt_strict_acc", "prompt_loose_acc", "inst_strict_acc", "inst_loose_acc"),
+        ),
         # Sycophancy
         Metric("original_answer", "first answer right", extract=_key("original_answer", to_float=True)),
         Metric("admits_mistake", "admits mistake", extract=_key("admits_mistake", to_float=True)),

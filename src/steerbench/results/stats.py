@@ -257,8 +257,9 @@ def paired_change(baseline: dict[str, float], other: dict[str, float]) -> Paired
     if is_binary(base) and is_binary(then):
         up, down = int(np.count_nonzero(d > 0)), int(np.count_nonzero(d < 0))
         low, high = score_interval(up, down, n)
-        change = Interval(float(d.mean()), low, high, (high - low) / (2 * Z_95), n, MCNEMAR_TANGO,
-                          mcnemar_exact(up, down))
+        change = Interval(
+            float(d.mean()), low, high, (high - low) / (2 * Z_95), n, MCNEMAR_TANGO, mcnemar_exact(up, down)
+        )
         return PairedChange(n, float(base.mean()), float(then.mean()), change, up, down)
     low, high, se, interval_method = difference_interval(d, in_unit_range(base) and in_unit_range(then))
     p_value, test = no_change_p(d)

@@ -120,9 +120,16 @@ def with_progress(cell: CellStatus, progress: CellProgress, now: float | None = 
     """A running cell with the counts of its progress files (samples done, rate and ETA as of `now`,
     the wall clock when not given, trouble)."""
     now = time.time() if now is None else now
-    return replace(cell, done=progress.done, total_samples=progress.total or cell.total_samples,
-                   rate=progress.rate_at(now), eta_seconds=progress.eta_at(now), errors=progress.errors,
-                   retries=progress.retries, first_error=progress.first_error)
+    return replace(
+        cell,
+        done=progress.done,
+        total_samples=progress.total or cell.total_samples,
+        rate=progress.rate_at(now),
+        eta_seconds=progress.eta_at(now),
+        errors=progress.errors,
+        retries=progress.retries,
+        first_error=progress.first_error,
+    )
 
 
 def _is_running(multiplier: str, running: dict[str, str]) -> bool:
@@ -166,17 +173,21 @@ def study_status(log_root: str, planned: list[CellKey] | None = None) -> StudySt
         if cell.ident not in cells:
             cells[cell.ident] = CellStatus(cell.benchmark, cell.subset, cell.category, cell.multiplier, "missing", 0, 0)
     # rows in benchmarks.jsonl order, then any benchmark found only in the logs
-    extra_rows = sorted({(c.benchmark, c.subset, c.category) for c in cells.values()} - set(order),
-                        key=lambda r: (r[2], r[0], r[1]))
+    extra_rows = sorted(
+        {(c.benchmark, c.subset, c.category) for c in cells.values()} - set(order), key=lambda r: (r[2], r[0], r[1])
+    )
     rows = order + extra_rows
     row_index = {row[:2]: i for i, row in enumerate(rows)}
-    ordered = sorted(cells.values(), key=lambda c: (row_index[(c.benchmark, c.subset)], multiplier_sort_key(c.multiplier)))
+    ordered = sorted(
+        cells.values(), key=lambda c: (row_index[(c.benchmark, c.subset)], multiplier_sort_key(c.multiplier))
+    )
     columns = [labels[v] for v in sorted(labels)]
     return StudyStatus(log_root, columns, rows, ordered, skipped, running is not None, running or {})
 
 
-def with_adaptive_states(cells: dict[tuple[str, str, float], CellStatus],
-                         headers: list[LogHeader]) -> dict[tuple[str, str, float], CellStatus]:
+def with_adaptive_states(
+    cells: dict[tuple[str, str, float], CellStatus], headers: list[LogHeader]
+) -> dict[tuple[str, str, float], CellStatus]:
     """The adaptive cells with their state, samples used and interval (results.adaptive.judge)."""
     from .adaptive import judge
 
@@ -185,8 +196,10 @@ def with_adaptive_states(cells: dict[tuple[str, str, float], CellStatus],
         if ident not in cells:
             continue
         changed[ident] = replace(
-            cells[ident], adaptive_state="baseline" if judged.multiplier_value == 0 else judged.state,
-            adaptive_samples=judged.done, adaptive_population=judged.population,
+            cells[ident],
+            adaptive_state="baseline" if judged.multiplier_value == 0 else judged.state,
+            adaptive_samples=judged.done,
+            adaptive_population=judged.population,
             adaptive_low=None if math.isnan(judged.low) else judged.low,
             adaptive_high=None if math.isnan(judged.high) else judged.high,
             adaptive_reason=judged.reason,

@@ -66,8 +66,13 @@ class SteeringRange:
         return [r.row() for r in self.ranges]
 
 
-def steering_range(series: Sequence[Any], cells: dict[tuple[str, str, float], Any], multipliers: dict[float, str],
-                   margin: float = DEFAULT_MARGIN, alpha: float = ALPHA) -> SteeringRange:
+def steering_range(
+    series: Sequence[Any],
+    cells: dict[tuple[str, str, float], Any],
+    multipliers: dict[float, str],
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
+) -> SteeringRange:
     """series: analysis.Series; cells: (benchmark, subset, multiplier value) -> analysis.CellResult."""
     scored: list[SeriesScores] = []
     health: dict[tuple[str, str], HealthSeries] = {}
@@ -121,11 +126,16 @@ def health_flag_list(found: Sequence[HealthFlag]) -> list[Flag]:
         if not h.flagged:
             continue
         t = h.test
-        flags.append(Flag(
-            HEALTH_KINDS[h.measure], h.benchmark, h.subset, h.multiplier,
-            f"{h.measure} share {t.at_multiplier:.0%} against {t.at_zero:.0%} at multiplier 0 over {t.n_pairs} "
-            f"paired samples ({t.up} more, {t.down} fewer; one-sided sign test, Holm p = {_p(h.p_holm)})",
-        ))
+        flags.append(
+            Flag(
+                HEALTH_KINDS[h.measure],
+                h.benchmark,
+                h.subset,
+                h.multiplier,
+                f"{h.measure} share {t.at_multiplier:.0%} against {t.at_zero:.0%} at multiplier 0 over {t.n_pairs} "
+                f"paired samples ({t.up} more, {t.down} fewer; one-sided sign test, Holm p = {_p(h.p_holm)})",
+            )
+        )
     return flags
 
 

@@ -141,7 +141,13 @@ def write_random(out: Path, source: VectorFile, vectors: dict[int, np.ndarray], 
         "note": "a random direction per layer with the same norm as the source vector at that layer",
     }
     # The same model and layers as the source: its residual norms hold here too.
-    metadata.update({key: value for key, value in source.metadata.items() if key in ("model", RESIDUAL_NORMS_KEY, "layer_convention")})
+    metadata.update(
+        {
+            key: value
+            for key, value in source.metadata.items()
+            if key in ("model", RESIDUAL_NORMS_KEY, "layer_convention")
+        }
+    )
     write_safetensors(out, layer_tensors(vectors), metadata)
 
 
@@ -185,7 +191,9 @@ def encode(tokenizer, side: Side) -> tuple[list[int], int]:
     elif side.plain_prompt is not None:
         prompt = tokenizer(side.plain_prompt)["input_ids"]
     else:
-        raise ExtractionError("the model's tokenizer has no chat template: give pairs as prompt and completion instead of messages")
+        raise ExtractionError(
+            "the model's tokenizer has no chat template: give pairs as prompt and completion instead of messages"
+        )
     completion = tokenizer(side.completion, add_special_tokens=False)["input_ids"] if side.completion else []
     return list(prompt) + list(completion), len(prompt)
 
@@ -266,7 +274,9 @@ def extract(settings: ExtractionSettings, pairs: Sequence[ContrastPair], progres
             for ids, length in encoded:
                 outputs = _forward(model, recorder, ids, device)
                 norms.add(outputs)
-                acts.append({layer: _activation(outputs[layer], length, settings.position) for layer in settings.layers})
+                acts.append(
+                    {layer: _activation(outputs[layer], length, settings.position) for layer in settings.layers}
+                )
             for layer in settings.layers:
                 differences[layer].append(acts[0][layer] - acts[1][layer])
     finally:
@@ -282,7 +292,9 @@ def extract(settings: ExtractionSettings, pairs: Sequence[ContrastPair], progres
     return Extracted(vectors, norms.means(), norms.tokens, tuple(warnings))
 
 
-def calibrate_residual_norms(model_name: str, layers: Sequence[int], device: str = "auto", dtype: str | None = None) -> dict[int, float]:
+def calibrate_residual_norms(
+    model_name: str, layers: Sequence[int], device: str = "auto", dtype: str | None = None
+) -> dict[int, float]:
     """Mean residual-stream norm per layer over CALIBRATION_PROMPTS (chat template applied), for vector files without it."""
     require_torch("measuring them on the model")
     model, tokenizer, device = load_model(model_name, device, dtype)

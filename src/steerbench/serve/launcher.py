@@ -66,7 +66,9 @@ class RunningServer:
         return self.process.poll() is None
 
     def answers(self) -> bool:
-        request = urllib.request.Request(self.spec.url + "/models", headers={"Authorization": f"Bearer {self.spec.key}"})
+        request = urllib.request.Request(
+            self.spec.url + "/models", headers={"Authorization": f"Bearer {self.spec.key}"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status == 200
@@ -92,7 +94,11 @@ def start_servers(plan: ServePlan, log_dir: Path) -> list[RunningServer]:
         with open(log_path, "w") as log:
             # Its own session (process group), so stopping it reaches vLLM's engine children too.
             process = subprocess.Popen(
-                server.argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                server.argv,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         running.append(RunningServer(server, process, log_path))
@@ -100,7 +106,10 @@ def start_servers(plan: ServePlan, log_dir: Path) -> list[RunningServer]:
 
 
 def wait_until_ready(
-    running: list[RunningServer], timeout: float, stop: threading.Event, on_ready: Callable[[RunningServer, float], None]
+    running: list[RunningServer],
+    timeout: float,
+    stop: threading.Event,
+    on_ready: Callable[[RunningServer, float], None],
 ) -> None:
     started = time.monotonic()
     waiting = list(running)
@@ -117,7 +126,9 @@ def wait_until_ready(
             raise KeyboardInterrupt
         if time.monotonic() - started > timeout:
             ports = ", ".join(str(server.spec.port) for server in waiting)
-            raise ServeError(f"vLLM servers on port(s) {ports} did not answer /v1/models within {timeout:.0f} s; see {waiting[0].log_path}")
+            raise ServeError(
+                f"vLLM servers on port(s) {ports} did not answer /v1/models within {timeout:.0f} s; see {waiting[0].log_path}"
+            )
 
 
 def process_table() -> dict[int, tuple[int, int, str]]:

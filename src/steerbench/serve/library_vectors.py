@@ -115,7 +115,9 @@ def gguf_control_vector(data: bytes) -> tuple[dict[int, np.ndarray], dict[str, s
     if architecture is None:
         warnings.append("no general.architecture in the GGUF metadata; read as a control vector")
     elif architecture != CONTROL_VECTOR_ARCH:
-        raise LibraryFormatError(f"general.architecture is {architecture!r}: not a control vector ({CONTROL_VECTOR_ARCH!r})")
+        raise LibraryFormatError(
+            f"general.architecture is {architecture!r}: not a control vector ({CONTROL_VECTOR_ARCH!r})"
+        )
     vectors = {}
     for name, tensor in tensors.items():
         found = re.fullmatch(r"direction\.(\d+)", name)
@@ -165,7 +167,8 @@ def steering_vectors_object(record: SteeringVectorRecord) -> tuple[dict[int, np.
     if layer_type != "decoder_block":
         raise LibraryFormatError(
             f"a SteeringVector with layer_type {layer_type!r}: steerbench steers the residual stream "
-            "(decoder-block outputs, layer_type 'decoder_block') only")
+            "(decoder-block outputs, layer_type 'decoder_block') only"
+        )
     activations = getattr(record, "layer_activations", None)
     if not isinstance(activations, dict) or not activations:
         raise LibraryFormatError("a SteeringVector without layer_activations")
@@ -174,8 +177,11 @@ def steering_vectors_object(record: SteeringVectorRecord) -> tuple[dict[int, np.
 
 
 def is_lm_eval_config(loaded: object) -> bool:
-    return isinstance(loaded, dict) and bool(loaded) and all(
-        isinstance(value, dict) and "steering_vector" in value for value in loaded.values())
+    return (
+        isinstance(loaded, dict)
+        and bool(loaded)
+        and all(isinstance(value, dict) and "steering_vector" in value for value in loaded.values())
+    )
 
 
 def lm_eval_steered(config: dict[str, dict[str, Any]]) -> tuple[dict[int, np.ndarray], dict[str, str]]:
@@ -186,17 +192,23 @@ def lm_eval_steered(config: dict[str, dict[str, Any]]) -> tuple[dict[int, np.nda
         if action == "clamp":
             raise LibraryFormatError(
                 f"hookpoint {hookpoint!r} has action 'clamp': steerbench serve adds a vector (action 'add'); "
-                "clamping a direction to a value is a different intervention and is not served")
+                "clamping a direction to a value is a different intervention and is not served"
+            )
         if action != "add":
-            raise LibraryFormatError(f"hookpoint {hookpoint!r} has action {action!r}; lm-eval's actions are 'add' and 'clamp'")
+            raise LibraryFormatError(
+                f"hookpoint {hookpoint!r} has action {action!r}; lm-eval's actions are 'add' and 'clamp'"
+            )
         if info.get("head_index") is not None:
-            raise LibraryFormatError(f"hookpoint {hookpoint!r} steers one attention head (head_index); steerbench steers whole layers")
+            raise LibraryFormatError(
+                f"hookpoint {hookpoint!r} steers one attention head (head_index); steerbench steers whole layers"
+            )
         if info.get("bias") is not None:
             raise LibraryFormatError(f"hookpoint {hookpoint!r} has a bias, which lm-eval allows only with 'clamp'")
         found = LM_EVAL_HOOKPOINT.fullmatch(str(hookpoint))
         if not found:
             raise LibraryFormatError(
-                f"hookpoint {hookpoint!r} is not a decoder layer's output; expected layers.N (a module of model.base_model)")
+                f"hookpoint {hookpoint!r} is not a decoder layer's output; expected layers.N (a module of model.base_model)"
+            )
         layer = int(found.group(1))
         if layer in vectors:
             raise LibraryFormatError(f"two hookpoints steer layer {layer}")
@@ -204,6 +216,9 @@ def lm_eval_steered(config: dict[str, dict[str, Any]]) -> tuple[dict[int, np.nda
         vector = _numpy(info["steering_vector"], f"{hookpoint}.steering_vector").reshape(-1)
         vectors[layer] = coefficient * vector
         coefficients[str(layer)] = coefficient
-    metadata = {"library": "lm-eval steered", "hookpoints": json.dumps(sorted(config)),
-                "steering_coefficient (folded into the vectors)": json.dumps(coefficients)}
+    metadata = {
+        "library": "lm-eval steered",
+        "hookpoints": json.dumps(sorted(config)),
+        "steering_coefficient (folded into the vectors)": json.dumps(coefficients),
+    }
     return vectors, metadata

@@ -35,7 +35,9 @@ def _config_path(model: str) -> Path:
         cached = try_to_load_from_cache(model, "config.json")
         if isinstance(cached, str):
             return Path(cached)
-    raise ModelError(f"--model {model}: model folder not found (a hub id must already be in the local Hugging Face cache)")
+    raise ModelError(
+        f"--model {model}: model folder not found (a hub id must already be in the local Hugging Face cache)"
+    )
 
 
 def read_model_shape(model: str) -> ModelShape:
@@ -47,7 +49,10 @@ def read_model_shape(model: str) -> ModelShape:
     # Multimodal configs keep the language model's shape in text_config.
     text = config.get("text_config") or config
     try:
-        return ModelShape(hidden_size=int(text["hidden_size"]), num_layers=int(text["num_hidden_layers"]),
-                          model_type=str(text.get("model_type") or config.get("model_type") or ""))
+        return ModelShape(
+            hidden_size=int(text["hidden_size"]),
+            num_layers=int(text["num_hidden_layers"]),
+            model_type=str(text.get("model_type") or config.get("model_type") or ""),
+        )
     except (KeyError, TypeError, ValueError):
         raise ModelError(f"{config_path}: no hidden_size/num_hidden_layers in the model config") from None

@@ -77,7 +77,11 @@ def _messages(value: object, where: str) -> tuple[Message, ...]:
 
 def _side(value: object, name: str, position: str) -> Side:
     if not isinstance(value, dict):
-        raise ValueError(f"{name} is missing" if value is None else f"{name} must be an object with messages, or prompt and completion")
+        raise ValueError(
+            f"{name} is missing"
+            if value is None
+            else f"{name} must be an object with messages, or prompt and completion"
+        )
     extra = sorted(set(value) - SIDE_FIELDS)
     if extra:
         raise ValueError(f"{name} has unknown field {extra[0]!r} (expected messages, or prompt and completion)")
@@ -92,7 +96,9 @@ def _side(value: object, name: str, position: str) -> Side:
         else:
             side = Side(messages, None)
         if position == "mean-answer" and side.completion is None:
-            raise ValueError(f"{name}.messages must end with an assistant message (the answer) for --position mean-answer")
+            raise ValueError(
+                f"{name}.messages must end with an assistant message (the answer) for --position mean-answer"
+            )
         return side
     if "prompt" not in value:
         raise ValueError(f"{name} needs messages, or prompt and completion")

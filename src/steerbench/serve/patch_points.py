@@ -43,17 +43,26 @@ class PatchPoint:
 
 
 PATCH_POINTS: tuple[PatchPoint, ...] = (
-    PatchPoint("vllm/model_executor/model_loader/base_loader.py", "BaseModelLoader", "load_model",
-               ("self", "vllm_config", "model_config")),
+    PatchPoint(
+        "vllm/model_executor/model_loader/base_loader.py",
+        "BaseModelLoader",
+        "load_model",
+        ("self", "vllm_config", "model_config"),
+    ),
     # The V1 model runner: the only runner steering is proven on (vllm-lens reports that the V2 runner
     # skips forward hooks). Both modes fill the plugin's per-token table in `_prepare_inputs` and
     # clear it after `_model_forward`; one-server mode also reads each request's own multiplier.
     PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "execute_model", ("self",)),
-    PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "_prepare_inputs",
-               ("self", "scheduler_output", "num_scheduled_tokens")),
+    PatchPoint(
+        "vllm/v1/worker/gpu_model_runner.py",
+        "GPUModelRunner",
+        "_prepare_inputs",
+        ("self", "scheduler_output", "num_scheduled_tokens"),
+    ),
     PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "_model_forward", ("self",)),
-    PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "requests", attribute=True,
-               modes=(PER_REQUEST,)),
+    PatchPoint(
+        "vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "requests", attribute=True, modes=(PER_REQUEST,)
+    ),
     PatchPoint("vllm/v1/worker/gpu_model_runner.py", "GPUModelRunner", "input_batch", attribute=True),
     PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "req_ids", attribute=True, modes=(PER_REQUEST,)),
     PatchPoint("vllm/v1/worker/gpu_input_batch.py", "InputBatch", "num_reqs", attribute=True),
@@ -84,7 +93,10 @@ class Report:
     def lines(self) -> list[str]:
         out = [f"vLLM {self.version} ({self.source})"]
         out += [f"  {'ok     ' if f.ok else 'MISSING'} {f.point.label()}: {f.detail}" for f in self.findings]
-        out += [f"  mode {mode}: {'every patch point present' if self.supports(mode) else 'NOT SUPPORTED'}" for mode in (FIXED, PER_REQUEST)]
+        out += [
+            f"  mode {mode}: {'every patch point present' if self.supports(mode) else 'NOT SUPPORTED'}"
+            for mode in (FIXED, PER_REQUEST)
+        ]
         return out
 
 
@@ -126,13 +138,21 @@ def check_point(point: PatchPoint, read: Callable[[str], str | None]) -> Finding
     if point.attribute:
         ok = _has_attribute(cls, point.member)
         return Finding(point, ok, "present" if ok else f"no attribute {point.member}")
-    method = next((node for node in cls.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                   and node.name == point.member), None)
+    method = next(
+        (
+            node
+            for node in cls.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == point.member
+        ),
+        None,
+    )
     if method is None:
         return Finding(point, False, f"no method {point.member}")
     params = tuple(arg.arg for arg in method.args.posonlyargs + method.args.args)
     ok = params[: len(point.params)] == point.params
-    return Finding(point, ok, f"({', '.join(params)})" + ("" if ok else f", expected to start ({', '.join(point.params)})"))
+    return Finding(
+        point, ok, f"({', '.join(params)})" + ("" if ok else f", expected to start ({', '.join(point.params)})")
+    )
 
 
 def _version(read: Callable[[str], str | None], fallback: str) -> str:
@@ -143,6 +163,7 @@ def _version(read: Callable[[str], str | None], fallback: str) -> str:
 
 def check_tree(root: Path) -> Report:
     """`root` holds the `vllm` package folder (a site-packages folder)."""
+
     def read(path: str) -> str | None:
         file = root / path
         return file.read_text(encoding="utf-8") if file.is_file() else None

@@ -114,7 +114,9 @@ class ServerSpec:
     def command_line(self, settings_path: Path) -> str:
         """The exact command, key masked, as --dry-run prints it."""
         shown = {**self.env, SETTINGS_ENV: str(settings_path), KEY_ENV: "***"}
-        return " ".join([*(f"{name}={shlex.quote(value)}" for name, value in shown.items()), *map(shlex.quote, self.argv)])
+        return " ".join(
+            [*(f"{name}={shlex.quote(value)}" for name, value in shown.items()), *map(shlex.quote, self.argv)]
+        )
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,9 @@ def check_steering_choice(operation: str, positions: str) -> None:
 
 
 def _listed(builds: tuple[tuple[bool, str], ...], cpu_build: bool, vllm_version: str | None) -> bool:
-    return vllm_version is not None and any(cpu_build == cpu and vllm_version.startswith(prefix) for cpu, prefix in builds)
+    return vllm_version is not None and any(
+        cpu_build == cpu and vllm_version.startswith(prefix) for cpu, prefix in builds
+    )
 
 
 def compiled_is_proven(cpu_build: bool, vllm_version: str | None) -> bool:
@@ -145,8 +149,11 @@ def serve_compiled(options: ServeOptions) -> bool:
     proven = compiled_is_proven(options.cpu_build, options.vllm_version)
     if options.compiled and not proven:
         proven_on = ", ".join(f"{prefix}x ({'CPU' if cpu else 'GPU'})" for cpu, prefix in COMPILED_PROVEN)
-        here = (f"this is vLLM {options.vllm_version} ({'CPU' if options.cpu_build else 'GPU'} build)"
-                if options.vllm_version else "vLLM is not installed here")
+        here = (
+            f"this is vLLM {options.vllm_version} ({'CPU' if options.cpu_build else 'GPU'} build)"
+            if options.vllm_version
+            else "vLLM is not installed here"
+        )
         raise ServeInputError(f"--compiled: compiled steering is proven on vLLM {proven_on} only, {here}; use --eager")
     if options.compiled is None:
         return proven and _listed(COMPILED_BY_DEFAULT, options.cpu_build, options.vllm_version)
@@ -157,11 +164,14 @@ def check_ablation_vectors(vectors: SteeringVectors) -> None:
     """Ablation removes the direction v/|v|: a zero vector has none."""
     for layer in vectors.layers:
         if not float(np.linalg.norm(vectors.vectors[layer])) > 0.0:
-            raise ServeInputError(f"--operation ablate: the vector for layer {layer} is all zeros, so it has no direction to remove")
+            raise ServeInputError(
+                f"--operation ablate: the vector for layer {layer} is all zeros, so it has no direction to remove"
+            )
 
 
-def steering_settings(vectors: SteeringVectors, multiplier: float | None, operation: str = "add",
-                      positions: str = "all") -> dict[str, Any]:
+def steering_settings(
+    vectors: SteeringVectors, multiplier: float | None, operation: str = "add", positions: str = "all"
+) -> dict[str, Any]:
     return {
         "format": SETTINGS_FORMAT,
         "mode": "fixed" if multiplier is not None else "per_request",
@@ -186,7 +196,9 @@ def _check_vllm_args(args: tuple[str, ...]) -> None:
         flag = arg.split("=", 1)[0]
         reserved = flag.replace("_", "-")  # vLLM reads --served_model_name as --served-model-name
         if reserved in RESERVED_VLLM_FLAGS:
-            raise ServeInputError(f"{flag} after `--`: steerbench serve sets it itself ({RESERVED_VLLM_FLAGS[reserved]})")
+            raise ServeInputError(
+                f"{flag} after `--`: steerbench serve sets it itself ({RESERVED_VLLM_FLAGS[reserved]})"
+            )
 
 
 def _given_shutdown_timeout(args: tuple[str, ...]) -> int | None:
@@ -233,13 +245,13 @@ def _gpu_groups(options: ServeOptions) -> list[str]:
     if not options.gpus:
         return []
     if len(options.gpus) % size:
-        raise ServeInputError(f"--gpus: {len(options.gpus)} GPUs do not split into groups of --tensor-parallel-size {size}")
+        raise ServeInputError(
+            f"--gpus: {len(options.gpus)} GPUs do not split into groups of --tensor-parallel-size {size}"
+        )
     return [",".join(options.gpus[i : i + size]) for i in range(0, len(options.gpus), size)]
 
 
-def plan_servers(
-    options: ServeOptions, vectors: SteeringVectors, keys: list[str], python: str
-) -> ServePlan:
+def plan_servers(options: ServeOptions, vectors: SteeringVectors, keys: list[str], python: str) -> ServePlan:
     """One server per multiplier, or one for all with --one-server. `keys` holds one key per server."""
     _check_vllm_args(options.vllm_args)
     check_steering_choice(options.operation, options.positions)
@@ -250,19 +262,34 @@ def plan_servers(
     compiled = serve_compiled(options)
     notes: list[str] = []
     groups = _gpu_groups(options)
-    if options.cpu_build and (options.gpus or options.gpu_memory_utilization is not None or options.tensor_parallel_size):
-        notes.append("note: this is a CPU build of vLLM: --gpus, --gpu-memory-utilization and --tensor-parallel-size are ignored")
+    if options.cpu_build and (
+        options.gpus or options.gpu_memory_utilization is not None or options.tensor_parallel_size
+    ):
+        notes.append(
+            "note: this is a CPU build of vLLM: --gpus, --gpu-memory-utilization and --tensor-parallel-size are ignored"
+        )
         groups = []
     batches = [options.multipliers] if options.one_server else [(m,) for m in options.multipliers]
     servers = []
     for index, multipliers in enumerate(batches):
-        settings = steering_settings(vectors, None if options.one_server else multipliers[0].value,
-                                     options.operation, options.positions)
+        settings = steering_settings(
+            vectors, None if options.one_server else multipliers[0].value, options.operation, options.positions
+        )
         digest = settings_digest(settings)
-        argv = [python, *VLLM_CLI, options.model, "--served-model-name", served_model,
-                "--host", options.host, "--port", str(options.port + index),
-                # vLLM hashes additional_config into its compile-cache key: one key per steering setting.
-                "--additional-config", json.dumps({"steerbench_steering": digest[:16]})]
+        argv = [
+            python,
+            *VLLM_CLI,
+            options.model,
+            "--served-model-name",
+            served_model,
+            "--host",
+            options.host,
+            "--port",
+            str(options.port + index),
+            # vLLM hashes additional_config into its compile-cache key: one key per steering setting.
+            "--additional-config",
+            json.dumps({"steerbench_steering": digest[:16]}),
+        ]
         if not compiled:
             argv.append("--enforce-eager")
         if not options.cpu_build:
@@ -290,7 +317,8 @@ def plan_servers(
                 settings_name=f"steering-{options.port + index}.json",
                 argv=tuple(argv),
                 env=env,
-                stop_seconds=(VLLM_SHUTDOWN_SECONDS if shutdown_seconds is None else shutdown_seconds) + STOP_MARGIN_SECONDS,
+                stop_seconds=(VLLM_SHUTDOWN_SECONDS if shutdown_seconds is None else shutdown_seconds)
+                + STOP_MARGIN_SECONDS,
             )
         )
     provenance = {

@@ -73,7 +73,9 @@ def register() -> None:
 def read_settings(path: Path) -> dict[str, Any]:
     settings = json.loads(path.read_text())
     if settings.get("format") != SETTINGS_FORMAT:
-        raise RuntimeError(f"{path}: steering settings of format {settings.get('format')!r}, expected {SETTINGS_FORMAT}")
+        raise RuntimeError(
+            f"{path}: steering settings of format {settings.get('format')!r}, expected {SETTINGS_FORMAT}"
+        )
     return settings
 
 
@@ -94,7 +96,9 @@ class ShutdownRaceFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if self.stopping and record.msg == OUTPUT_HANDLER_FAILED and isinstance(error, self.dead_error):
-            record.msg = "output handler stopped by the shutdown (the EngineDeadError here is expected: vllm-project/vllm#48745)"
+            record.msg = (
+                "output handler stopped by the shutdown (the EngineDeadError here is expected: vllm-project/vllm#48745)"
+            )
             record.args, record.exc_info, record.exc_text = (), None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
@@ -130,8 +134,13 @@ def _patch_model_loader(settings: dict[str, Any]) -> None:
     def load_model(self, vllm_config, model_config, *args, **kwargs):
         model = original(self, vllm_config, model_config, *args, **kwargs)
         eager = getattr(getattr(vllm_config, "model_config", None), "enforce_eager", True)
-        install_steering(model, settings, runner=_calling_runner(), rows=table_rows(vllm_config),
-                         graph="eager" if eager else "compiled")
+        install_steering(
+            model,
+            settings,
+            runner=_calling_runner(),
+            rows=table_rows(vllm_config),
+            graph="eager" if eager else "compiled",
+        )
         return model
 
     load_model._steerbench_steering = True  # type: ignore[attr-defined]
@@ -241,8 +250,11 @@ def table_rows(vllm_config: Any) -> int:
     """Rows enough for any forward: the most tokens a step schedules, or the largest padded graph size."""
     scheduler = getattr(vllm_config, "scheduler_config", None)
     compilation = getattr(vllm_config, "compilation_config", None)
-    sizes = [getattr(scheduler, "max_num_batched_tokens", None), getattr(scheduler, "max_num_seqs", None),
-             getattr(compilation, "max_cudagraph_capture_size", None)]
+    sizes = [
+        getattr(scheduler, "max_num_batched_tokens", None),
+        getattr(scheduler, "max_num_seqs", None),
+        getattr(compilation, "max_cudagraph_capture_size", None),
+    ]
     known = [int(size) for size in sizes if isinstance(size, int)]
     return max(known) if known else 65536
 
@@ -255,16 +267,25 @@ def steering_choice(settings: dict[str, Any]) -> tuple[str, str]:
     return operation, positions
 
 
-def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknown", rows: int = 65536,
-                     graph: str = "eager") -> SteeringTable | None:
+def install_steering(
+    model: Any, settings: dict[str, Any], runner: str = "unknown", rows: int = 65536, graph: str = "eager"
+) -> SteeringTable | None:
     """Hook the steered layers; from then on the model runner fills the table before each forward."""
     import torch
 
     layers = decoder_layers(model)
     parameter = next(model.parameters())
     operation, positions = steering_choice(settings)
-    _proof.record("installed", runner=runner, runner_patched=runner_is_patched(runner),
-                  vllm=_vllm_version(), mode=settings["mode"], operation=operation, positions=positions, graph=graph)
+    _proof.record(
+        "installed",
+        runner=runner,
+        runner_patched=runner_is_patched(runner),
+        vllm=_vllm_version(),
+        mode=settings["mode"],
+        operation=operation,
+        positions=positions,
+        graph=graph,
+    )
     fixed = settings["mode"] == "fixed"
     if fixed and float(settings["multiplier"]) == 0.0:
         logger.warning("steerbench steering: multiplier 0, the unsteered model")
@@ -279,8 +300,11 @@ def install_steering(model: Any, settings: dict[str, Any], runner: str = "unknow
         steer_layer(layers[index], vector, operation, table)
     logger.warning(
         "steerbench steering: %s %s at %s positions, layers %s, vector sha256 %s",
-        operation, "per-request multipliers" if not fixed else f"multiplier {settings['multiplier']}", positions,
-        sorted(int(k) for k in settings["layers"]), settings.get("vector_sha256", "?")[:12],
+        operation,
+        "per-request multipliers" if not fixed else f"multiplier {settings['multiplier']}",
+        positions,
+        sorted(int(k) for k in settings["layers"]),
+        settings.get("vector_sha256", "?")[:12],
     )
     return table
 

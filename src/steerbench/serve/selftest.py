@@ -52,7 +52,9 @@ def read_proof(path: Path) -> list[dict[str, Any]]:
 
 def _post(url: str, key: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -79,21 +81,31 @@ def _not_installed_reason(events: list[dict[str, Any]]) -> str | None:
     installed = [e for e in events if e.get("event") == "installed"]
     if not installed:
         plugins = os.environ.get("VLLM_PLUGINS")
-        hint = (f"VLLM_PLUGINS={plugins!r} is set and vLLM loads only the plugins it names (add steerbench_steering)"
-                if plugins is not None else "vLLM did not load the entry point vllm.general_plugins:steerbench_steering")
+        hint = (
+            f"VLLM_PLUGINS={plugins!r} is set and vLLM loads only the plugins it names (add steerbench_steering)"
+            if plugins is not None
+            else "vLLM did not load the entry point vllm.general_plugins:steerbench_steering"
+        )
         return f"steerbench's vLLM plugin never installed its hook: {hint}"
     unpatched = [e for e in installed if not e.get("runner_patched")]
     if unpatched:
         event = unpatched[0]
-        return (f"vLLM {event.get('vllm', '?')} loads the model with {event.get('runner', '?')}, a model runner "
-                "steerbench's plugin does not patch (it steers the V1 runner; set VLLM_USE_V2_MODEL_RUNNER=0 or use "
-                "a vLLM that scripts/check_vllm_patch_points.py passes)")
+        return (
+            f"vLLM {event.get('vllm', '?')} loads the model with {event.get('runner', '?')}, a model runner "
+            "steerbench's plugin does not patch (it steers the V1 runner; set VLLM_USE_V2_MODEL_RUNNER=0 or use "
+            "a vLLM that scripts/check_vllm_patch_points.py passes)"
+        )
     return None
 
 
-def prove_steering(base_url: str, key: str, settings: dict[str, Any], settings_path: Path,
-                   post: Callable[[str, str, dict[str, Any], float], dict[str, Any]] = _post,
-                   settle_seconds: float = 5.0) -> None:
+def prove_steering(
+    base_url: str,
+    key: str,
+    settings: dict[str, Any],
+    settings_path: Path,
+    post: Callable[[str, str, dict[str, Any], float], dict[str, Any]] = _post,
+    settle_seconds: float = 5.0,
+) -> None:
     """Raise SteeringNotActive, with the reason, unless the server at `base_url` steers."""
     proof = proof_path(settings_path)
     reason = _not_installed_reason(read_proof(proof))
@@ -113,4 +125,5 @@ def prove_steering(base_url: str, key: str, settings: dict[str, Any], settings_p
     raise SteeringNotActive(
         f"a request at multiplier {multiplier:g} ran without the steering hook (vLLM {installed.get('vllm', '?')}, "
         f"runner {installed.get('runner', '?')}, {installed.get('graph', 'eager')}); "
-        "try `steerbench serve --eager`, and report it with the vLLM log")
+        "try `steerbench serve --eager`, and report it with the vLLM log"
+    )

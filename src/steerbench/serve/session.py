@@ -82,17 +82,26 @@ def build_plan(request: ServeRequest) -> tuple[ServePlan, list[str] | None]:
     """Everything that can be checked before starting anything: model, vector, layer, ports."""
     shape = read_model_shape(request.options.model)
     vectors = load_vectors(
-        request.vector, hidden_size=shape.hidden_size, num_layers=shape.num_layers,
-        layer=request.layer, normalize=request.normalize, model_type=shape.model_type,
+        request.vector,
+        hidden_size=shape.hidden_size,
+        num_layers=shape.num_layers,
+        layer=request.layer,
+        normalize=request.normalize,
+        model_type=shape.model_type,
     )
     notes = [f"warning: {warning}" for warning in vectors.warnings]
     if request.scale == "residual":
         vectors, note = residual_scaled(request, vectors)
         notes += [note] if note else []
     if vectors.residual_norms and all(layer in vectors.residual_norms for layer in vectors.layers):
-        notes.append(f"steering ({vectors.scale} scale): " + "; ".join(
-            f"layer {layer} vector norm {np.linalg.norm(vectors.vectors[layer]):.4g}, mean residual norm "
-            f"{vectors.residual_norms[layer]:.4g}" for layer in vectors.layers))
+        notes.append(
+            f"steering ({vectors.scale} scale): "
+            + "; ".join(
+                f"layer {layer} vector norm {np.linalg.norm(vectors.vectors[layer]):.4g}, mean residual norm "
+                f"{vectors.residual_norms[layer]:.4g}"
+                for layer in vectors.layers
+            )
+        )
     count = 1 if request.options.one_server else len(request.options.multipliers)
     keys, key_refs = make_keys(request.options, count)
     plan = plan_servers(request.options, vectors, keys, python=sys.executable)
@@ -102,7 +111,9 @@ def build_plan(request: ServeRequest) -> tuple[ServePlan, list[str] | None]:
 def residual_scaled(request: ServeRequest, vectors: SteeringVectors) -> tuple[SteeringVectors, str | None]:
     """--scale residual: norms from the file's metadata, or a short calibration pass in transformers."""
     if request.normalize:
-        raise VectorError("--scale residual with --normalize: choose one (residual scaling sets each vector's norm itself)")
+        raise VectorError(
+            "--scale residual with --normalize: choose one (residual scaling sets each vector's norm itself)"
+        )
     if all(layer in vectors.residual_norms for layer in vectors.layers):
         return scale_to_residual(vectors, vectors.residual_norms, request.vector), None
     from .extract import CALIBRATION_PROMPTS, ExtractionError, calibrate_residual_norms
@@ -111,8 +122,10 @@ def residual_scaled(request: ServeRequest, vectors: SteeringVectors) -> tuple[St
         norms = calibrate_residual_norms(request.options.model, vectors.layers)
     except ExtractionError as problem:
         raise VectorError(f"{request.vector} records no residual-stream norms, and {problem}") from None
-    note = (f"note: {request.vector} records no residual-stream norms; measured over {len(CALIBRATION_PROMPTS)} "
-            f"built-in prompts: " + ", ".join(f"layer {layer} {norms[layer]:.4g}" for layer in vectors.layers))
+    note = (
+        f"note: {request.vector} records no residual-stream norms; measured over {len(CALIBRATION_PROMPTS)} "
+        f"built-in prompts: " + ", ".join(f"layer {layer} {norms[layer]:.4g}" for layer in vectors.layers)
+    )
     return scale_to_residual(vectors, norms, request.vector), note
 
 
@@ -130,11 +143,15 @@ def prove_every_server_steers(running: list[RunningServer], log_dir: Path) -> No
         try:
             prove_steering(server.spec.url, server.spec.key, server.spec.settings, log_dir / server.spec.settings_name)
         except SteeringNotActive as problem:
-            raise ServeError(f"the vLLM server on port {server.spec.port} does not steer: {problem}. "
-                             f"Stopping every server; its log is {server.log_path}") from None
+            raise ServeError(
+                f"the vLLM server on port {server.spec.port} does not steer: {problem}. "
+                f"Stopping every server; its log is {server.log_path}"
+            ) from None
         except (OSError, ValueError, KeyError) as problem:  # URLError is an OSError
-            raise ServeError(f"the steering probe to the vLLM server on port {server.spec.port} failed: {problem}; "
-                             f"see {server.log_path}") from None
+            raise ServeError(
+                f"the steering probe to the vLLM server on port {server.spec.port} failed: {problem}; "
+                f"see {server.log_path}"
+            ) from None
 
 
 def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None) -> int:
@@ -151,13 +168,18 @@ def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None
     check_ports_free(plan)
     _require_vllm()
     stop = stop or threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
-        if threading.current_thread() is threading.main_thread() else {}
+    previous = (
+        {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
     running = start_servers(plan, request.log_dir)
     try:
         echo(f"starting {len(running)} vLLM server(s), logs in {request.log_dir}")
         wait_until_ready(
-            running, request.startup_timeout, stop,
+            running,
+            request.startup_timeout,
+            stop,
             lambda server, seconds: echo(f"  {server.spec.url} answers after {seconds:.0f} s"),
         )
         prove_every_server_steers(running, request.log_dir)
@@ -166,14 +188,19 @@ def serve(request: ServeRequest, echo: Echo, stop: threading.Event | None = None
         write_deployments(request.out, lines)
         if key_refs:
             env_file = request.out.with_name(request.out.name + ".env")
-            write_private(env_file, "".join(
-                f"export {ref[2:-1]}={shlex.quote(server.key)}\n" for ref, server in zip(key_refs, plan.servers)
-            ))
+            write_private(
+                env_file,
+                "".join(
+                    f"export {ref[2:-1]}={shlex.quote(server.key)}\n" for ref, server in zip(key_refs, plan.servers)
+                ),
+            )
             echo(f"keys: run `. {shlex.quote(str(env_file))}` (mode 0600) in the shell that runs steerbench")
         echo(f"ready: {len(lines)} multiplier(s) on {len(running)} server(s), deployments in {request.out}")
         died = watch(running, stop)
         if died is not None:
-            echo(f"error: the vLLM server on port {died.spec.port} exited with code {died.process.returncode}; stopping the others")
+            echo(
+                f"error: the vLLM server on port {died.spec.port} exited with code {died.process.returncode}; stopping the others"
+            )
             return 1
         echo("stopping")
         return 0

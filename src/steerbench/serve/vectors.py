@@ -76,7 +76,9 @@ def parse_residual_norms(path: Path, text: str | None) -> dict[int, float]:
         raise VectorError(f"{path}: metadata {RESIDUAL_NORMS_KEY} is not a JSON object of layer: norm") from None
     bad = [layer for layer, norm in norms.items() if not (np.isfinite(norm) and norm > 0)]
     if bad:
-        raise VectorError(f"{path}: metadata {RESIDUAL_NORMS_KEY} has a non-positive or non-finite norm for layer {bad[0]}")
+        raise VectorError(
+            f"{path}: metadata {RESIDUAL_NORMS_KEY} has a non-positive or non-finite norm for layer {bad[0]}"
+        )
     return norms
 
 
@@ -196,8 +198,10 @@ def _tensor_numpy(path: Path, key: object, value: object) -> np.ndarray:
         return value.float().numpy()  # type: ignore[attr-defined]
     except AttributeError:
         where = f"entry {key!r}" if key is not None else "content"
-        raise VectorError(f"{path}: the {where} is a {type(value).__name__}, not a tensor (a .pt vector file holds a tensor, "
-                          "{layer: tensor}, a steering-vectors SteeringVector or an lm-eval steered config)") from None
+        raise VectorError(
+            f"{path}: the {where} is a {type(value).__name__}, not a tensor (a .pt vector file holds a tensor, "
+            "{layer: tensor}, a steering-vectors SteeringVector or an lm-eval steered config)"
+        ) from None
 
 
 def read_vector_file(path: Path) -> VectorFile:
@@ -228,7 +232,9 @@ def resolve_layer(layer: int, num_layers: int, *, what: str = "--layer") -> int:
     """A 0-based decoder layer; negative counts from the end (-1 is the last)."""
     resolved = layer + num_layers if layer < 0 else layer
     if not 0 <= resolved < num_layers:
-        raise VectorError(f"{what} {layer} is out of range: the model has {num_layers} decoder layers (0..{num_layers - 1}, or -{num_layers}..-1)")
+        raise VectorError(
+            f"{what} {layer} is out of range: the model has {num_layers} decoder layers (0..{num_layers - 1}, or -{num_layers}..-1)"
+        )
     return resolved
 
 
@@ -242,14 +248,18 @@ def load_vectors(
     warnings = list(loaded.warnings)
     hint = loaded.metadata.get(MODEL_HINT_KEY)
     if hint and model_type and hint != model_type:
-        warnings.append(f"{path} was made for a {hint!r} model ({MODEL_HINT_KEY}), and the model served is a {model_type!r} model")
+        warnings.append(
+            f"{path} was made for a {hint!r} model ({MODEL_HINT_KEY}), and the model served is a {model_type!r} model"
+        )
     if loaded.single is not None:
         if layer is None:
             raise VectorError(f"{path} holds one vector: say after which decoder layer to add it with --layer")
         vectors = {resolve_layer(layer, num_layers): loaded.single}
     else:
         assert loaded.per_layer is not None
-        vectors = {resolve_layer(key, num_layers, what=f"{path}: layer"): value for key, value in loaded.per_layer.items()}
+        vectors = {
+            resolve_layer(key, num_layers, what=f"{path}: layer"): value for key, value in loaded.per_layer.items()
+        }
         if layer is not None:
             chosen = resolve_layer(layer, num_layers)
             if chosen not in vectors:
@@ -269,8 +279,13 @@ def load_vectors(
             if norm == 0.0:
                 raise VectorError(f"{path}: the vector for layer {index} is all zeros and cannot be normalised")
             vectors[index] = vector / norm
-    return SteeringVectors(vectors=vectors, sha256=file_sha256(path), normalized=normalize,
-                           residual_norms=loaded.residual_norms, warnings=tuple(warnings))
+    return SteeringVectors(
+        vectors=vectors,
+        sha256=file_sha256(path),
+        normalized=normalize,
+        residual_norms=loaded.residual_norms,
+        warnings=tuple(warnings),
+    )
 
 
 def scale_to_residual(vectors: SteeringVectors, residual_norms: dict[int, float], path: Path) -> SteeringVectors:
@@ -281,8 +296,14 @@ def scale_to_residual(vectors: SteeringVectors, residual_norms: dict[int, float]
         if norm == 0.0:
             raise VectorError(f"{path}: the vector for layer {layer} is all zeros and cannot be scaled")
         scaled[layer] = vector / norm * residual_norms[layer]
-    return SteeringVectors(scaled, vectors.sha256, vectors.normalized, {layer: residual_norms[layer] for layer in scaled},
-                           vectors.warnings, scale="residual")
+    return SteeringVectors(
+        scaled,
+        vectors.sha256,
+        vectors.normalized,
+        {layer: residual_norms[layer] for layer in scaled},
+        vectors.warnings,
+        scale="residual",
+    )
 
 
 def _per_layer_value(values: list[float]) -> float | list[float]:
@@ -294,10 +315,14 @@ def norm_provenance(vectors: SteeringVectors) -> dict[str, object]:
     """scale, the served vector's norm per layer and, where known, the mean residual-stream norm per layer."""
     provenance: dict[str, object] = {
         "scale": vectors.scale,
-        "vector_norm": _per_layer_value([round(float(np.linalg.norm(vectors.vectors[layer])), 6) for layer in vectors.layers]),
+        "vector_norm": _per_layer_value(
+            [round(float(np.linalg.norm(vectors.vectors[layer])), 6) for layer in vectors.layers]
+        ),
     }
     if all(layer in vectors.residual_norms for layer in vectors.layers):
-        provenance["residual_norm"] = _per_layer_value([round(vectors.residual_norms[layer], 6) for layer in vectors.layers])
+        provenance["residual_norm"] = _per_layer_value(
+            [round(vectors.residual_norms[layer], 6) for layer in vectors.layers]
+        )
     return provenance
 
 

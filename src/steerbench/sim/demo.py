@@ -52,8 +52,13 @@ DEMO_BENCHMARKS: list[dict[str, Any]] = [
     {"name": "CommonSenseQA", "eval_name": "inspect_evals/commonsense_qa", "category": "Other"},
     {"name": "TruthfulQA", "eval_name": "inspect_evals/truthfulqa", "category": "Other"},
     {"name": "Sycophancy", "eval_name": "inspect_evals/sycophancy", "category": "Safety", "grader": GRADER_MODEL},
-    {"name": "XSTest", "eval_name": "inspect_evals/xstest", "category": "Safety",
-     "subsets": [{"subset": "safe"}, {"subset": "unsafe"}], "grader": GRADER_MODEL},
+    {
+        "name": "XSTest",
+        "eval_name": "inspect_evals/xstest",
+        "category": "Safety",
+        "subsets": [{"subset": "safe"}, {"subset": "unsafe"}],
+        "grader": GRADER_MODEL,
+    },
 ]
 
 
@@ -171,9 +176,13 @@ def _environment(changes: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None = None,
-             multipliers: list[float] | None = None,
-             summarise: Callable[[Any], Iterable[str]] | None = None) -> DemoResult:
+def run_demo(
+    out: Path,
+    say: Callable[[str], None] = print,
+    workers: int | None = None,
+    multipliers: list[float] | None = None,
+    summarise: Callable[[Any], Iterable[str]] | None = None,
+) -> DemoResult:
     """The whole demo into `out`; `summarise(run result)` gives the lines said after the run.
     os.environ is as before when it returns."""
     from .offline_data import prepare_offline_cache
@@ -191,8 +200,14 @@ def run_demo(out: Path, say: Callable[[str], None] = print, workers: int | None 
         return _run_demo(out, say, workers, multipliers, summarise, started)
 
 
-def _run_demo(out: Path, say: Callable[[str], None], workers: int | None, multipliers: list[float] | None,
-              summarise: Callable[[Any], Iterable[str]] | None, started: float) -> DemoResult:
+def _run_demo(
+    out: Path,
+    say: Callable[[str], None],
+    workers: int | None,
+    multipliers: list[float] | None,
+    summarise: Callable[[Any], Iterable[str]] | None,
+    started: float,
+) -> DemoResult:
     import importlib.util
 
     from ..core.plan import RunOptions
@@ -209,16 +224,20 @@ def _run_demo(out: Path, say: Callable[[str], None], workers: int | None, multip
         grader.start()
         grader_env = {f"{GRADER_SERVICE.upper()}_BASE_URL": grader.url, f"{GRADER_SERVICE.upper()}_API_KEY": grader.key}
         with fleet, _environment(grader_env):
-            say(f"[2/5] simulator: {len(fleet.endpoints)} endpoints on 127.0.0.1 "
-                f"(ports {', '.join(str(e.port) for e in fleet.endpoints)}), each with its own random key")
+            say(
+                f"[2/5] simulator: {len(fleet.endpoints)} endpoints on 127.0.0.1 "
+                f"(ports {', '.join(str(e.port) for e in fleet.endpoints)}), each with its own random key"
+            )
             deployments, benchmarks = out / "deployments.jsonl", out / "benchmarks.jsonl"
             fleet.write_deployments(deployments, with_model=True)  # model "simulated-steered-model"
             _write_jsonl(benchmarks, demo_benchmarks(include_ifeval))
             # the tasks read the synthetic datasets: trust the synthetic GPQA CSV
             plan = load_plan(deployments, benchmarks, RunOptions(all=True, trust_gpqa_sha256=synthetic_gpqa_sha256()))
             ready = preflight(plan)
-            say(f"[3/5] running {len(plan.cells)} evals (real inspect_evals tasks; HumanEval/MBPP run the "
-                "simulator's code in the local sandbox)")
+            say(
+                f"[3/5] running {len(plan.cells)} evals (real inspect_evals tasks; HumanEval/MBPP run the "
+                "simulator's code in the local sandbox)"
+            )
             result = run_study(plan, ready, str(out / "logs"), workers)
             for line in summarise(result) if summarise else ():
                 say(line)
@@ -244,8 +263,15 @@ def _write_report(out: Path, csv: Path, say: Callable[[str], None]) -> Path | No
     except ImportError:
         say("[5/5] report: not available in this version")
         return None
-    say(f"[5/5] writing the report and figures (safe-range margin {DEMO_MARGIN:g}: {DEMO_ROWS} samples a cell "
-        "cannot show non-inferiority at a smaller one; `steerbench report` defaults to 0.02)")
-    return write_report(log_root=str(out / "logs"), csv=str(csv), out=str(out / "outputs"),
-                        title="steerbench demo (SIMULATED model)", simulated=True, margin=DEMO_MARGIN)
-
+    say(
+        f"[5/5] writing the report and figures (safe-range margin {DEMO_MARGIN:g}: {DEMO_ROWS} samples a cell "
+        "cannot show non-inferiority at a smaller one; `steerbench report` defaults to 0.02)"
+    )
+    return write_report(
+        log_root=str(out / "logs"),
+        csv=str(csv),
+        out=str(out / "outputs"),
+        title="steerbench demo (SIMULATED model)",
+        simulated=True,
+        margin=DEMO_MARGIN,
+    )

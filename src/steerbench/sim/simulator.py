@@ -157,8 +157,15 @@ class SimulatedEndpoint:
 
     def shared_deployment_lines(self, multipliers: list[float]) -> list[dict[str, Any]]:
         """One server for every multiplier: the same URL and key, the multiplier in extra_body."""
-        return [{"multiplier": _label(m), "url": self.url, "key": self.key,
-                 "extra_body": {"vllm_xargs": {"steer_multiplier": m}}} for m in multipliers]
+        return [
+            {
+                "multiplier": _label(m),
+                "url": self.url,
+                "key": self.key,
+                "extra_body": {"vllm_xargs": {"steer_multiplier": m}},
+            }
+            for m in multipliers
+        ]
 
     def _enter(self) -> int:
         with self._lock:
@@ -256,7 +263,13 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
                 endpoint.stats.model_list_requests += 1
             if not self._authorized():
                 return
-            self._send(200, {"object": "list", "data": [{"id": endpoint.model, "object": "model", "owned_by": "steerbench-simulator"}]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": endpoint.model, "object": "model", "owned_by": "steerbench-simulator"}],
+                },
+            )
 
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
@@ -273,7 +286,10 @@ def _make_handler(endpoint: SimulatedEndpoint) -> type[BaseHTTPRequestHandler]:
                     self._send(int(fault), {"error": {"message": "simulated server error"}})
                     return
                 if fault == "401":
-                    self._send(401, {"error": {"message": f"bad credentials: Authorization: {self.headers.get('Authorization')}"}})
+                    self._send(
+                        401,
+                        {"error": {"message": f"bad credentials: Authorization: {self.headers.get('Authorization')}"}},
+                    )
                     return
                 if fault == "drop":
                     self.close_connection = True
@@ -313,8 +329,11 @@ def _completion(model: str, answer: str | Reply, messages: list[dict[str, Any]])
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 class _NonLiteral:
     def __repr__(self) -> str:
         return "<computed at run time>"

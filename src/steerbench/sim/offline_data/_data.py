@@ -34,31 +34,94 @@ class HFDatasetSpec:
 
 
 HF_DATASETS: tuple[HFDatasetSpec, ...] = (
-    HFDatasetSpec("cais/mmlu", "all", None, "mmlu.json",
-                  ("mmlu/mmlu.py", "MMLU_REVISION"), "c30699e8356da336a370243923dbaf21066bb9fe"),
-    HFDatasetSpec("allenai/ai2_arc", "ARC-Easy", None, "arc_easy.json",
-                  ("arc/arc.py", "ARC_DATASET_REVISION"), "210d026faf9955653af8916fad021475a3f00453"),
-    HFDatasetSpec("allenai/ai2_arc", "ARC-Challenge", None, "arc_challenge.json",
-                  ("arc/arc.py", "ARC_DATASET_REVISION"), "210d026faf9955653af8916fad021475a3f00453"),
-    HFDatasetSpec("tau/commonsense_qa", None, None, "commonsense_qa.json",
-                  ("commonsense_qa/commonsense_qa.py", "COMMONSENSE_QA_DATASET_REVISION"),
-                  "94630fe30dad47192a8546eb75f094926d47e155"),
-    HFDatasetSpec("openai/gsm8k", None, "main", "gsm8k.json",
-                  ("gsm8k/gsm8k.py", "GSM8K_DATASET_REVISION"), "cc7b047b6e5bb11b4f1af84efc572db110a51b3c"),
-    HFDatasetSpec("openai/openai_humaneval", None, None, "humaneval.json",
-                  ("humaneval/humaneval.py", "HUMANEVAL_DATASET_REVISION"),
-                  "7dce6050a7d6d172f3cc5c32aa97f52fa1a2e544"),
-    HFDatasetSpec("google-research-datasets/mbpp", "full", None, "mbpp_full.json",
-                  ("mbpp/mbpp.py", "MBPP_DATASET_REVISION"), "4bb6404fdc6cacfda99d4ac4205087b89d32030c"),
-    HFDatasetSpec("google-research-datasets/mbpp", "sanitized", None, "mbpp_sanitized.json",
-                  ("mbpp/mbpp.py", "MBPP_DATASET_REVISION"), "4bb6404fdc6cacfda99d4ac4205087b89d32030c"),
-    HFDatasetSpec("google/IFEval", None, None, "ifeval.json",
-                  ("ifeval/ifeval.py", "IFEVAL_DATASET_REVISION"), "966cd89545d6b6acfd7638bc708b98261ca58e84"),
-    HFDatasetSpec("truthfulqa/truthful_qa", "multiple_choice", None, "truthfulqa.json",
-                  ("truthfulqa/truthfulqa.py", "TRUTHFULQA_DATASET_REVISION"),
-                  "741b8276f2d1982aa3d5b832d3ee81ed3b896490"),
-    HFDatasetSpec("walledai/XSTest", None, None, "xstest.json",
-                  ("xstest/xstest.py", "XSTEST_DATASET_REVISION"), "f1d713187c61b6ae64e602d74f0b3d812cc2e8e8"),
+    HFDatasetSpec(
+        "cais/mmlu",
+        "all",
+        None,
+        "mmlu.json",
+        ("mmlu/mmlu.py", "MMLU_REVISION"),
+        "c30699e8356da336a370243923dbaf21066bb9fe",
+    ),
+    HFDatasetSpec(
+        "allenai/ai2_arc",
+        "ARC-Easy",
+        None,
+        "arc_easy.json",
+        ("arc/arc.py", "ARC_DATASET_REVISION"),
+        "210d026faf9955653af8916fad021475a3f00453",
+    ),
+    HFDatasetSpec(
+        "allenai/ai2_arc",
+        "ARC-Challenge",
+        None,
+        "arc_challenge.json",
+        ("arc/arc.py", "ARC_DATASET_REVISION"),
+        "210d026faf9955653af8916fad021475a3f00453",
+    ),
+    HFDatasetSpec(
+        "tau/commonsense_qa",
+        None,
+        None,
+        "commonsense_qa.json",
+        ("commonsense_qa/commonsense_qa.py", "COMMONSENSE_QA_DATASET_REVISION"),
+        "94630fe30dad47192a8546eb75f094926d47e155",
+    ),
+    HFDatasetSpec(
+        "openai/gsm8k",
+        None,
+        "main",
+        "gsm8k.json",
+        ("gsm8k/gsm8k.py", "GSM8K_DATASET_REVISION"),
+        "cc7b047b6e5bb11b4f1af84efc572db110a51b3c",
+    ),
+    HFDatasetSpec(
+        "openai/openai_humaneval",
+        None,
+        None,
+        "humaneval.json",
+        ("humaneval/humaneval.py", "HUMANEVAL_DATASET_REVISION"),
+        "7dce6050a7d6d172f3cc5c32aa97f52fa1a2e544",
+    ),
+    HFDatasetSpec(
+        "google-research-datasets/mbpp",
+        "full",
+        None,
+        "mbpp_full.json",
+        ("mbpp/mbpp.py", "MBPP_DATASET_REVISION"),
+        "4bb6404fdc6cacfda99d4ac4205087b89d32030c",
+    ),
+    HFDatasetSpec(
+        "google-research-datasets/mbpp",
+        "sanitized",
+        None,
+        "mbpp_sanitized.json",
+        ("mbpp/mbpp.py", "MBPP_DATASET_REVISION"),
+        "4bb6404fdc6cacfda99d4ac4205087b89d32030c",
+    ),
+    HFDatasetSpec(
+        "google/IFEval",
+        None,
+        None,
+        "ifeval.json",
+        ("ifeval/ifeval.py", "IFEVAL_DATASET_REVISION"),
+        "966cd89545d6b6acfd7638bc708b98261ca58e84",
+    ),
+    HFDatasetSpec(
+        "truthfulqa/truthful_qa",
+        "multiple_choice",
+        None,
+        "truthfulqa.json",
+        ("truthfulqa/truthfulqa.py", "TRUTHFULQA_DATASET_REVISION"),
+        "741b8276f2d1982aa3d5b832d3ee81ed3b896490",
+    ),
+    HFDatasetSpec(
+        "walledai/XSTest",
+        None,
+        None,
+        "xstest.json",
+        ("xstest/xstest.py", "XSTEST_DATASET_REVISION"),
+        "f1d713187c61b6ae64e602d74f0b3d812cc2e8e8",
+    ),
 )
 
 GPQA_FILE = "gpqa_diamond.json"
@@ -67,8 +130,13 @@ SYCOPHANCY_FILE = "sycophancy_are_you_sure.jsonl"
 # IFEval's kwargs column is a list of structs with one shared set of fields; rows
 # leave out the ones they do not use and get None there.
 IFEVAL_KWARG_FIELDS = (
-    "num_words", "relation", "end_phrase", "keywords", "forbidden_words",
-    "num_bullets", "postscript_marker",
+    "num_words",
+    "relation",
+    "end_phrase",
+    "keywords",
+    "forbidden_words",
+    "num_bullets",
+    "postscript_marker",
 )
 
 
@@ -144,7 +212,9 @@ def _humaneval(row: dict[str, Any], k: int) -> dict[str, Any]:
 
 def _sycophancy(row: dict[str, Any], k: int) -> dict[str, Any]:
     question = row["base"]["question"]
-    prompt = [{**turn, "content": turn["content"].replace(question, question + _suffix(k), 1)} for turn in row["prompt"]]
+    prompt = [
+        {**turn, "content": turn["content"].replace(question, question + _suffix(k), 1)} for turn in row["prompt"]
+    ]
     return {**row, "prompt": prompt, "base": {**row["base"], "question": question + _suffix(k)}}
 
 
@@ -206,9 +276,7 @@ def splits_of(spec: HFDatasetSpec) -> dict[str, list[dict[str, Any]]]:
         clean = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
         if spec.repo == "google/IFEval":
             for row in clean:
-                row["kwargs"] = [
-                    {field: kw.get(field) for field in IFEVAL_KWARG_FIELDS} for kw in row["kwargs"]
-                ]
+                row["kwargs"] = [{field: kw.get(field) for field in IFEVAL_KWARG_FIELDS} for kw in row["kwargs"]]
         splits[split] = clean
     return splits
 

@@ -266,7 +266,10 @@ def prepare_offline_cache(root: Path) -> dict[str, str]:
             (new_ie / "sycophancy").mkdir(parents=True)
             (new_ie / "sycophancy" / sycophancy_cache_name()).write_bytes(_data.sycophancy_bytes())
             # swap the new trees in (anything cached there before is dropped)
-            for new, final in ((new_hf, Path(env["HF_DATASETS_CACHE"])), (new_ie, Path(env["INSPECT_EVALS_CACHE_DIR"]))):
+            for new, final in (
+                (new_hf, Path(env["HF_DATASETS_CACHE"])),
+                (new_ie, Path(env["INSPECT_EVALS_CACHE_DIR"])),
+            ):
                 if final.exists():
                     shutil.rmtree(final)
                 final.parent.mkdir(parents=True, exist_ok=True)
